@@ -1,0 +1,112 @@
+"""Settings from ``QBCONNECT_*`` environment variables (and a ``.env`` file)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+INTUIT_AUTH_URL = "https://appcenter.intuit.com/connect/oauth2"
+INTUIT_TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
+INTUIT_REVOKE_URL = "https://developer.api.intuit.com/v2/oauth2/tokens/revoke"
+INTUIT_API_BASES = {
+    "sandbox": "https://sandbox-quickbooks.api.intuit.com",
+    "production": "https://quickbooks.api.intuit.com",
+}
+CRM_API_BASE = "https://services.leadconnectorhq.com"
+CRM_AUTH_URL = "https://marketplace.leadconnectorhq.com/v2/oauth/chooselocation"
+
+
+class MissingSettingError(RuntimeError):
+    """A required setting is absent; the message is one line naming it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QBCONNECT_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./qbconnect.db"
+    queue_url: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: SecretStr | None = None
+    admin_token: SecretStr | None = None
+
+    qbo_client_id: str | None = None
+    qbo_client_secret: SecretStr | None = None
+    qbo_environment: Literal["sandbox", "production"] = "sandbox"
+    qbo_api_base: str | None = None
+    qbo_auth_url: str = INTUIT_AUTH_URL
+    qbo_token_url: str = INTUIT_TOKEN_URL
+    qbo_revoke_url: str = INTUIT_REVOKE_URL
+    qbo_webhook_verifier_token: SecretStr | None = None
+
+    crm_api_base: str = CRM_API_BASE
+    crm_client_id: str | None = None
+    crm_client_secret: SecretStr | None = None
+    crm_auth_url: str = CRM_AUTH_URL
+    crm_token_url: str | None = None
+    crm_webhook_public_key: str | None = None
+    crm_webhook_rsa_public_key: str | None = None
+
+    # Operational knobs (not part of the fixed contract).
+    ratelimit_url: str | None = None
+    job_lease_seconds: float = Field(default=300.0, gt=0)
+    job_max_attempts: int = Field(default=8, ge=1)
+    job_backoff_base: float = Field(default=2.0, gt=0)
+    job_backoff_max: float = Field(default=900.0, gt=0)
+    sweep_interval_seconds: float = Field(default=15.0, gt=0)
+    reconcile_interval_seconds: float = Field(default=300.0, gt=0)
+    refund_lookback_days: int = Field(default=90, ge=1)
+    worker_threads: int = Field(default=4, ge=1)
+    webhook_max_age_seconds: int = Field(default=86400, ge=60)
+    log_json: bool = True
+
+    @cached_property
+    def resolved_queue_url(self) -> str:
+        """The queue URL, defaulting to a SQLite file beside the database."""
+        if self.queue_url:
+            return self.queue_url
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            db_path = Path(url.database)
+            return f"sqlite:///{db_path.with_name(db_path.stem + '-queue.db')}"
+        return "sqlite:///./qbconnect-queue.db"
+
+    @property
+    def resolved_ratelimit_url(self) -> str:
+        if self.ratelimit_url:
+            return self.ratelimit_url
+        if self.resolved_queue_url.startswith("redis://"):
+            return self.resolved_queue_url
+        return "memory://"
+
+    @property
+    def qbo_api_base_url(self) -> str:
+        return (self.qbo_api_base or INTUIT_API_BASES[self.qbo_environment]).rstrip("/")
+
+    @property
+    def crm_token_endpoint(self) -> str:
+        return self.crm_token_url or f"{self.crm_api_base.rstrip('/')}/oauth/token"
+
+    def require(self, *names: str) -> None:
+        """Stop with one clear line naming the first missing setting."""
+        for name in names:
+            value = getattr(self, name)
+            if value is None or (isinstance(value, SecretStr) and not value.get_secret_value()):
+                raise MissingSettingError(
+                    f"missing required setting QBCONNECT_{name.upper()} (set it in the environment or .env)"
+                )
+
+    def secret(self, name: str) -> str:
+        value = getattr(self, name)
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if value is None:
+            raise MissingSettingError(f"missing required setting QBCONNECT_{name.upper()}")
+        return str(value)
+
+
+SERVICE_REQUIRED = ("secret_key", "admin_token")

@@ -1,0 +1,207 @@
+"""The storage model. Queries live beside their area (sync/jobs.py, connections, …), not here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from qbconnect.clock import utcnow
+from qbconnect.db.types import JSONDoc, UTCDateTime, json_default
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+PK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Location(Base):
+    """A CRM location (sub-account) that installed the app. Tokens are Fernet-encrypted."""
+
+    __tablename__ = "locations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    company_id: Mapped[str | None] = mapped_column(String(64))
+    crm_status: Mapped[str] = mapped_column(String(32), default="installed")  # installed|needs_reconnect|uninstalled
+    crm_access_token: Mapped[str | None] = mapped_column(Text)  # encrypted
+    crm_refresh_token: Mapped[str | None] = mapped_column(Text)  # encrypted
+    crm_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    crm_scope: Mapped[str | None] = mapped_column(Text)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=json_default)
+    state: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=json_default)  # cursors, import progress
+    installed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class QboConnection(Base):
+    """The QuickBooks company a location is connected to. One active connection per realm."""
+
+    __tablename__ = "qbo_connections"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    location_id: Mapped[str] = mapped_column(ForeignKey("locations.id"), unique=True)
+    realm_id: Mapped[str] = mapped_column(String(32), index=True)
+    # Equal to realm_id while connected (or needing reconnect), NULL once disconnected: a realm can be
+    # actively connected to one location only.
+    active_realm_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    status: Mapped[str] = mapped_column(String(32), default="connected")  # connected|needs_reconnect|disconnected
+    company_name: Mapped[str | None] = mapped_column(String(255))
+    country: Mapped[str | None] = mapped_column(String(8))
+    home_currency: Mapped[str | None] = mapped_column(String(8))
+    preferences: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=json_default)
+    access_token: Mapped[str | None] = mapped_column(Text)  # encrypted
+    refresh_token: Mapped[str | None] = mapped_column(Text)  # encrypted
+    access_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    refresh_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    refresh_hard_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
+    connected_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class InboxEvent(Base):
+    """One platform event as received. Unique per (source, event id): redeliveries store nothing."""
+
+    __tablename__ = "inbox_events"
+    __table_args__ = (UniqueConstraint("source", "event_id", name="uq_inbox_events_source_event"),)
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(8))  # crm|qbo
+    event_id: Mapped[str] = mapped_column(String(128))
+    event_type: Mapped[str] = mapped_column(String(64))
+    location_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    realm_id: Mapped[str | None] = mapped_column(String(32))
+    entity_kind: Mapped[str | None] = mapped_column(String(32))
+    entity_id: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(32), default="queued")  # queued|ignored|unknown_location
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SyncJob(Base):
+    """One pending/running unit of work per (location, kind, entity); history kept when finished."""
+
+    __tablename__ = "sync_jobs"
+    __table_args__ = (Index("ix_sync_jobs_state_run_after", "state", "run_after"),)
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    location_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(48))
+    entity_id: Mapped[str] = mapped_column(String(128))
+    # "<location>|<kind>|<entity>" while pending or running, NULL when finished: the unique index
+    # makes "one active job per entity" a database fact, on SQLite and PostgreSQL alike.
+    active_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|done|failed|skipped
+    reason: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    run_after: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    rerun: Mapped[bool] = mapped_column(Boolean, default=False)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    error_category: Mapped[str | None] = mapped_column(String(16))
+    activity_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Link(Base):
+    """A CRM object and its QuickBooks counterpart."""
+
+    __tablename__ = "links"
+    __table_args__ = (
+        UniqueConstraint("location_id", "kind", "crm_id", name="uq_links_location_kind_crm"),
+        Index("ix_links_location_kind_qbo", "location_id", "kind", "qbo_id"),
+        Index("ix_links_location_kind_email", "location_id", "kind", "email"),
+    )
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    location_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))  # customer|invoice|sales_receipt|refund|item|payment_method|…
+    crm_id: Mapped[str] = mapped_column(String(128))
+    qbo_id: Mapped[str | None] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(320))
+    sync_token: Mapped[str | None] = mapped_column(String(32))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=json_default)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Activity(Base):
+    """The sync log: one row per source change, in plain words."""
+
+    __tablename__ = "activity"
+    __table_args__ = (Index("ix_activity_location_created", "location_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    location_id: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), index=True)
+    kind: Mapped[str] = mapped_column(String(48))
+    entity_id: Mapped[str] = mapped_column(String(128))
+    direction: Mapped[str] = mapped_column(String(16))  # crm_to_qbo|qbo_to_crm|internal
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|retrying|done|failed|skipped
+    reason: Mapped[str | None] = mapped_column(String(255))
+    summary: Mapped[str | None] = mapped_column(Text)
+    error_category: Mapped[str | None] = mapped_column(String(16))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    crm_id: Mapped[str | None] = mapped_column(String(128))
+    qbo_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class ReviewRequest(Base):
+    """A review request sent (or decided) for a QuickBooks customer — at most one, ever."""
+
+    __tablename__ = "review_requests"
+    __table_args__ = (UniqueConstraint("location_id", "qbo_customer_id", name="uq_review_requests_customer"),)
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    location_id: Mapped[str] = mapped_column(String(64))
+    qbo_customer_id: Mapped[str] = mapped_column(String(64))
+    qbo_invoice_id: Mapped[str] = mapped_column(String(64))
+    qbo_payment_id: Mapped[str | None] = mapped_column(String(64))
+    contact_id: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))  # sending|sent|skipped
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class OAuthState(Base):
+    """Single-use record of an issued OAuth ``state`` (the state itself is signed and expiring)."""
+
+    __tablename__ = "oauth_states"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    location_id: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

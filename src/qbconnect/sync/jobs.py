@@ -1,0 +1,306 @@
+"""The job table: enqueue (coalescing), claim (lease), finish, heartbeat and sweep.
+
+All job queries live here. A job is one pending/running unit of work per (location, kind, entity); the
+``active_key`` unique column makes that a database fact. Enqueue writes in the caller's transaction and
+hands the job id to the queue only after that transaction commits.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from qbconnect.clock import utcnow
+from qbconnect.db.models import Activity, SyncJob
+
+Dispatcher = Callable[[int, datetime | None], None]
+_PENDING_DISPATCH = "qbconnect.jobs_to_dispatch"
+_dispatcher: Dispatcher | None = None
+
+ACTIVE_STATES = ("pending", "running")
+
+
+def set_dispatcher(dispatcher: Dispatcher | None) -> None:
+    """Install the function that hands a committed job id to the queue (Huey in production)."""
+    global _dispatcher
+    _dispatcher = dispatcher
+
+
+def dispatch_now(job_id: int, eta: datetime | None = None) -> None:
+    if _dispatcher is not None:
+        _dispatcher(job_id, eta)
+
+
+@event.listens_for(Session, "after_commit")
+def _dispatch_after_commit(session: Session) -> None:
+    pending: dict[int, datetime | None] = session.info.pop(_PENDING_DISPATCH, {})
+    for job_id, eta in pending.items():
+        dispatch_now(job_id, eta)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING_DISPATCH, None)
+
+
+def dispatch_after_commit(session: Session, job_id: int, eta: datetime | None = None) -> None:
+    session.info.setdefault(_PENDING_DISPATCH, {})[job_id] = eta
+
+
+def active_key(location_id: str, kind: str, entity_id: str) -> str:
+    return f"{location_id}|{kind}|{entity_id}"
+
+
+DIRECTIONS: dict[str, str] = {}  # kind -> direction, filled by the handler registry
+
+
+def _new_activity(session: Session, job: SyncJob, reason: str | None) -> Activity:
+    activity = Activity(
+        location_id=job.location_id,
+        job_id=job.id,
+        kind=job.kind,
+        entity_id=job.entity_id,
+        direction=DIRECTIONS.get(job.kind, "internal"),
+        status="pending",
+        reason=reason,
+    )
+    session.add(activity)
+    session.flush()
+    job.activity_id = activity.id
+    return activity
+
+
+def enqueue(
+    session: Session,
+    location_id: str,
+    kind: str,
+    entity_id: str,
+    reason: str,
+    *,
+    delay: float = 0.0,
+) -> int:
+    """Ask for the entity to be synced. Coalesces into the one active job of that entity.
+
+    - no active job: a new pending job (dispatched after commit);
+    - a pending job: nothing new (the pending run will read the latest state anyway);
+    - a running job: it is flagged to run once more when it finishes, so the latest state is never missed.
+    """
+    key = active_key(location_id, kind, entity_id)
+    for _ in range(3):
+        existing = _active_job(session, key)
+        if existing is not None:
+            if existing.state == "running":
+                existing.rerun = True
+                existing.reason = reason
+            session.flush()
+            return existing.id
+        run_after = utcnow() + timedelta(seconds=delay)
+        job = SyncJob(
+            location_id=location_id,
+            kind=kind,
+            entity_id=entity_id,
+            active_key=key,
+            state="pending",
+            reason=reason,
+            run_after=run_after,
+        )
+        try:
+            with session.begin_nested():
+                session.add(job)
+                session.flush()
+        except IntegrityError:
+            continue  # another transaction created it first: coalesce into theirs
+        _new_activity(session, job, reason)
+        dispatch_after_commit(session, job.id, run_after if delay > 0 else None)
+        return job.id
+    raise RuntimeError(f"could not enqueue {key}")
+
+
+def _active_job(session: Session, key: str) -> SyncJob | None:
+    stmt = select(SyncJob).where(SyncJob.active_key == key)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def claim(session: Session, job_id: int, owner: str, lease_seconds: float) -> SyncJob | None:
+    """Lease a due pending job for ``owner``. Returns None when it is not claimable (taken, not due, done)."""
+    now = utcnow()
+    result = session.execute(
+        update(SyncJob)
+        .where(SyncJob.id == job_id, SyncJob.state == "pending", SyncJob.run_after <= now)
+        .values(
+            state="running",
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts=SyncJob.attempts + 1,
+            rerun=False,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        return None
+    job = session.get(SyncJob, job_id, populate_existing=True)
+    if job is not None and job.activity_id is not None:
+        activity = session.get(Activity, job.activity_id)
+        if activity is not None:
+            activity.status = "running"
+            activity.attempts = job.attempts
+    return job
+
+
+def heartbeat(session: Session, job_id: int, owner: str, lease_seconds: float) -> bool:
+    result = session.execute(
+        update(SyncJob)
+        .where(SyncJob.id == job_id, SyncJob.lease_owner == owner, SyncJob.state == "running")
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return getattr(result, "rowcount", 0) == 1
+
+
+@dataclass(frozen=True)
+class Finish:
+    """How a run ended. ``state`` is done|skipped|failed|retry."""
+
+    state: str
+    summary: str | None = None
+    error: str | None = None
+    error_category: str | None = None
+    retry_in: float = 0.0
+    crm_id: str | None = None
+    qbo_id: str | None = None
+
+
+class LeaseLostError(RuntimeError):
+    """The job's lease expired and was taken over: this run's writes must be discarded."""
+
+
+def finish(session: Session, job_id: int, owner: str, outcome: Finish) -> SyncJob:
+    """Record the outcome in the caller's transaction; raises LeaseLostError if another worker took over."""
+    job = session.execute(
+        select(SyncJob).where(SyncJob.id == job_id, SyncJob.lease_owner == owner, SyncJob.state == "running")
+    ).scalar_one_or_none()
+    if job is None:
+        raise LeaseLostError(f"job {job_id} is no longer leased by {owner}")
+    now = utcnow()
+    activity = session.get(Activity, job.activity_id) if job.activity_id else None
+    if activity is not None:
+        activity.attempts = job.attempts
+        activity.crm_id = outcome.crm_id or activity.crm_id
+        activity.qbo_id = outcome.qbo_id or activity.qbo_id
+        if outcome.summary:
+            activity.summary = outcome.summary
+        activity.error_message = outcome.error
+        activity.error_category = outcome.error_category
+        activity.status = "retrying" if outcome.state == "retry" else outcome.state
+    job.lease_owner = None
+    job.lease_expires_at = None
+    job.last_error = outcome.error
+    job.error_category = outcome.error_category
+    if outcome.state == "retry":
+        job.state = "pending"
+        job.run_after = now + timedelta(seconds=outcome.retry_in)
+        dispatch_after_commit(session, job.id, job.run_after)
+        return job
+    job.state = outcome.state
+    job.finished_at = now
+    job.active_key = None
+    if job.rerun:
+        # Something changed while we ran: exactly one more run, as a new job (and a new sync-log row).
+        session.flush()
+        enqueue(session, job.location_id, job.kind, job.entity_id, job.reason or "changed while syncing")
+    return job
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter: uniform in [d/2, d] where d = min(cap, base * 2**(attempt-1))."""
+    rng = rng or random.Random()
+    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+def sweep(session: Session, *, now: datetime | None = None, grace_seconds: float = 5.0, max_attempts: int) -> list[int]:
+    """Re-queue jobs whose lease expired (worker died) and due pending jobs whose queue task was lost."""
+    now = now or utcnow()
+    expired = session.execute(
+        select(SyncJob).where(SyncJob.state == "running", SyncJob.lease_expires_at < now)
+    ).scalars()
+    requeue: list[int] = []
+    for job in expired:
+        job.lease_owner = None
+        job.lease_expires_at = None
+        if job.attempts >= max_attempts:
+            _fail_abandoned(session, job, now)
+            continue
+        job.state = "pending"
+        job.run_after = now
+        job.last_error = "the worker running this job stopped; running it again"
+        requeue.append(job.id)
+    lost = session.execute(
+        select(SyncJob.id).where(
+            SyncJob.state == "pending",
+            SyncJob.run_after <= now - timedelta(seconds=grace_seconds),
+            SyncJob.updated_at <= now - timedelta(seconds=grace_seconds),
+        )
+    ).scalars()
+    requeue.extend(lost)
+    for job_id in requeue:
+        dispatch_after_commit(session, job_id)
+    return requeue
+
+
+def _fail_abandoned(session: Session, job: SyncJob, now: datetime) -> None:
+    job.state = "failed"
+    job.finished_at = now
+    job.active_key = None
+    job.error_category = "transient"
+    job.last_error = "the job stopped its worker too many times and was given up"
+    if job.activity_id:
+        activity = session.get(Activity, job.activity_id)
+        if activity is not None:
+            activity.status = "failed"
+            activity.error_category = job.error_category
+            activity.error_message = job.last_error
+
+
+def retry_activity(session: Session, activity_id: int) -> int | None:
+    """The sync log's Retry button: enqueue the entity again. Returns the job id, None if not retryable."""
+    activity = session.get(Activity, activity_id)
+    if activity is None or activity.status not in ("failed", "skipped"):
+        return None
+    activity.status = "retried"
+    return enqueue(
+        session, activity.location_id, activity.kind, activity.entity_id, "retry requested from the sync log"
+    )
+
+
+def counts_by_state(session: Session, location_id: str | None = None) -> dict[str, int]:
+    stmt = select(SyncJob.state, func.count()).group_by(SyncJob.state)
+    if location_id:
+        stmt = stmt.where(SyncJob.location_id == location_id)
+    return {state: int(n) for state, n in session.execute(stmt).all()}
+
+
+def reenqueue_failed(session: Session, location_id: str, *, categories: Iterable[str], reason: str) -> int:
+    """After a reconnect: run again whatever failed for lack of a working connection."""
+    failed = session.execute(
+        select(SyncJob).where(
+            SyncJob.location_id == location_id,
+            SyncJob.state == "failed",
+            SyncJob.error_category.in_(list(categories)),
+        )
+    ).scalars()
+    keys: set[tuple[str, str]] = set()
+    for job in failed:
+        keys.add((job.kind, job.entity_id))
+    for kind, entity_id in keys:
+        enqueue(session, location_id, kind, entity_id, reason)
+    return len(keys)
