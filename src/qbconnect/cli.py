@@ -1,0 +1,189 @@
+"""The ``qbconnect`` command: serve, worker, demo, sandbox, db, status, retry."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from qbconnect.config import SERVICE_REQUIRED, MissingSettingError, Settings
+from qbconnect.logs import configure_logging
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="QuickBooks Online ⇄ HighLevel sync service.")
+db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
+app.add_typer(db_app, name="db")
+console = Console(stderr=True)
+
+
+def _settings(*required: str) -> Settings:
+    try:
+        settings = Settings()
+        settings.require(*required)
+    except MissingSettingError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    return settings
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="Do not run the job worker in-process.")] = False,
+) -> None:
+    """The web service (webhooks, OAuth, settings pages, API), plus the job worker unless --no-worker."""
+    import uvicorn
+
+    from qbconnect.db.migrate import upgrade
+    from qbconnect.runtime import build_runtime
+    from qbconnect.sync.handlers import load_handlers
+    from qbconnect.web.app import create_app
+    from qbconnect.worker import Queue
+
+    settings = _settings(*SERVICE_REQUIRED)
+    configure_logging(json=settings.log_json)
+    upgrade(settings.database_url)
+    load_handlers()
+    runtime = build_runtime(settings)
+    queue = Queue(runtime)
+    web = create_app(runtime, queue=queue, run_worker=not no_worker)
+    uvicorn.run(web, host=host, port=port, log_level="info", access_log=False)
+
+
+@app.command()
+def worker(
+    threads: Annotated[int | None, typer.Option(help="Worker threads (default QBCONNECT_WORKER_THREADS).")] = None,
+) -> None:
+    """A job worker only (scale-out: run many against PostgreSQL + Redis)."""
+    from qbconnect.db.migrate import upgrade
+    from qbconnect.runtime import build_runtime
+    from qbconnect.sync.handlers import load_handlers
+    from qbconnect.worker import Queue, Ticker, start_consumer
+
+    settings = _settings("secret_key")
+    configure_logging(json=settings.log_json)
+    upgrade(settings.database_url)
+    load_handlers()
+    runtime = build_runtime(settings)
+    queue = Queue(runtime)
+    queue.install()
+    ticker = Ticker(runtime)
+    ticker.start()
+    consumer = start_consumer(queue, threads=threads or settings.worker_threads, in_process=False)
+    try:
+        consumer.run()
+    finally:
+        ticker.stop()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending database migrations."""
+    from qbconnect.db.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    console.print("database is up to date")
+
+
+@app.command()
+def status(
+    location_id: Annotated[str | None, typer.Option(help="Show one location only.")] = None,
+) -> None:
+    """Connections, job counts and import progress."""
+    from qbconnect.runtime import build_runtime
+    from qbconnect.sync.status import location_overviews
+
+    settings = _settings()
+    runtime = build_runtime(settings)
+    with runtime.sessions() as session:
+        overviews = location_overviews(session, location_id)
+    out = Console()
+    if not overviews:
+        out.print("no locations yet")
+        return
+    for view in overviews:
+        table = Table(title=f"location {view.location_id} — {view.name or ''}", show_header=False)
+        for key, value in view.rows():
+            table.add_row(key, value)
+        out.print(table)
+    runtime.close()
+
+
+@app.command()
+def retry(activity_id: Annotated[int, typer.Argument(help="Sync log row to retry.")]) -> None:
+    """Retry one failed sync-log row (same as its Retry button)."""
+    from qbconnect.runtime import build_runtime
+    from qbconnect.sync import jobs
+    from qbconnect.worker import Queue
+
+    settings = _settings()
+    runtime = build_runtime(settings)
+    Queue(runtime).install()
+    with runtime.sessions.begin() as session:
+        job_id = jobs.retry_activity(session, activity_id)
+    if job_id is None:
+        console.print(f"[red]error:[/red] activity {activity_id} does not exist or did not fail")
+        raise typer.Exit(1)
+    console.print(f"queued job {job_id}")
+
+
+@app.command()
+def sandbox(
+    platform: Annotated[str, typer.Argument(help="qbo or crm")],
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 0,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+) -> None:
+    """Run one platform emulator alone (QuickBooks Online or HighLevel)."""
+    import uvicorn
+
+    configure_logging(json=False)
+    if platform == "qbo":
+        from qbconnect.sandbox.qbo import QboSandbox
+        from qbconnect.sandbox.qbo import create_app as create_qbo
+
+        qbo = QboSandbox()
+        realm = qbo.add_company()
+        console.print(f"QuickBooks sandbox: company realm {realm}")
+        web = create_qbo(qbo)
+        default_port = 9001
+    elif platform == "crm":
+        from qbconnect.sandbox.crm import CrmSandbox
+        from qbconnect.sandbox.crm import create_app as create_crm
+
+        crm = CrmSandbox()
+        location = crm.add_location()
+        console.print(f"HighLevel sandbox: location {location}")
+        console.print(f"webhook public key (QBCONNECT_CRM_WEBHOOK_PUBLIC_KEY): {crm.webhook_public_key}")
+        web = create_crm(crm)
+        default_port = 9002
+    else:
+        console.print("[red]error:[/red] platform must be 'qbo' or 'crm'")
+        raise typer.Exit(2)
+    uvicorn.run(web, host=host, port=port or default_port, log_level="info")
+
+
+@app.command()
+def demo(port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000) -> None:
+    """The whole product on one machine: service + both sandboxes + a connected demo location + live traffic."""
+    from qbconnect.demo import run_demo
+
+    configure_logging(json=False)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        run_demo(port=port, stop=stop)
+
+
+def main() -> None:
+    try:
+        app()
+    except MissingSettingError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)

@@ -1,0 +1,41 @@
+"""The FastAPI application: webhooks, OAuth, settings pages, JSON API, health."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from qbconnect.runtime import Runtime
+from qbconnect.web import health, webhooks
+from qbconnect.worker import Queue, Ticker, start_consumer
+
+
+def create_app(runtime: Runtime, *, queue: Queue | None = None, run_worker: bool = False) -> FastAPI:
+    """Build the app. With ``run_worker`` the job worker runs in-process (``qbconnect serve``)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        consumer = None
+        ticker = None
+        if queue is not None:
+            queue.install()
+        if run_worker and queue is not None:
+            consumer = start_consumer(queue, threads=runtime.settings.worker_threads, in_process=True)
+            ticker = Ticker(runtime)
+            ticker.start()
+        try:
+            yield
+        finally:
+            if ticker is not None:
+                ticker.stop()
+            if consumer is not None:
+                consumer.stop(graceful=True)
+
+    app = FastAPI(title="qbconnect", lifespan=lifespan, docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app.state.runtime = runtime
+    app.state.queue = queue
+    app.include_router(health.router)
+    app.include_router(webhooks.router)
+    return app
