@@ -1,0 +1,1 @@
+"""Tests for qbconnect.crm (the HighLevel client side)."""
