@@ -1,0 +1,354 @@
+"""CRM invoice → QBO Invoice payload, so that QuickBooks arrives at the CRM's total to the cent.
+
+How the total is kept exact:
+- each CRM line becomes a SalesItemLine with Amount = round(qty x unit price), as the CRM rounds it;
+- the CRM discount becomes one DiscountLine: percent-based when it is a percentage of every line (QBO
+  then computes the same cents), otherwise an amount line (fixed, or limited to some products);
+- tax: the CRM already computed it, so the payload states it (``TxnTaxDetail.TotalTax``): US companies
+  mark lines ``TAX``/``NON``; non-US companies map each line's CRM tax to a QBO tax code and set
+  ``GlobalTaxCalculation``. Tax-inclusive lines keep their gross price when the whole invoice can be
+  booked tax-inclusive (non-US); otherwise they are booked at their net amount (gross minus the tax
+  the CRM found inside it) and that tax joins ``TotalTax``.
+The stated tax is the CRM total minus what the lines and discount come to, so QBO's TotalAmt equals
+the CRM total by construction; it must never be negative, and must be zero when nothing is taxed on a
+non-US company.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from qbconnect.domain.company import CompanyFacts, TaxMapping
+from qbconnect.domain.crm_models import CrmDiscount, CrmInvoice, CrmLine
+from qbconnect.domain.crm_totals import InvoiceBreakdown, crm_breakdown
+from qbconnect.domain.errors import MappingError
+from qbconnect.domain.money import HUNDRED, round_money, to_decimal
+
+DOC_NUMBER_LIMIT = 21
+DESCRIPTION_LIMIT = 4000
+PRIVATE_NOTE_LIMIT = 4000
+UNIT_PRICE_QUANTUM = Decimal("0.0000001")  # QBO keeps unit prices to 7 decimal places
+US_TAXABLE = "TAX"
+US_NON_TAXABLE = "NON"
+
+# Invoice fields this app writes (and therefore compares on update); every other field is QBO's.
+OWNED_FIELDS = (
+    "CustomerRef",
+    "Line",
+    "TxnDate",
+    "DueDate",
+    "DocNumber",
+    "CurrencyRef",
+    "BillEmail",
+    "PrivateNote",
+    "TxnTaxDetail",
+    "GlobalTaxCalculation",
+    "ApplyTaxAfterDiscount",
+)
+
+
+@dataclass(frozen=True)
+class InvoiceContext:
+    """What the caller resolved before mapping: the QBO customer, one QBO item per CRM line, company facts."""
+
+    customer_id: str
+    item_ids: Sequence[str]
+    company: CompanyFacts
+    tax_mapping: TaxMapping = field(default_factory=TaxMapping)
+    discount_account_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SalesLinesResult:
+    """The QBO lines for some CRM lines plus a discount, and the tax to state."""
+
+    lines: list[dict[str, Any]]
+    total_tax: Decimal
+    global_tax_calculation: str | None  # non-US only
+    has_discount: bool
+
+
+def private_note(kind: str, crm_id: str, number: str | None = None) -> str:
+    """The marker naming the CRM record, e.g. ``Topline OS invoice #19 (CRM id 6578...)``."""
+    label = f"Topline OS {kind}"
+    if number:
+        label += f" #{number}"
+    return f"{label} (CRM id {crm_id})"[:PRIVATE_NOTE_LIMIT]
+
+
+def _description(line: CrmLine) -> str | None:
+    parts = [p for p in (line.name, line.description) if p]
+    if not parts:
+        return None
+    return " - ".join(parts)[:DESCRIPTION_LIMIT]
+
+
+def _qty_and_price(line: CrmLine, amount: Decimal, derived: bool) -> tuple[Decimal, Decimal]:
+    """Qty and UnitPrice for a line whose Amount is ``amount`` (QBO expects Amount = Qty x UnitPrice)."""
+    if not derived:
+        return line.qty, line.unit_price
+    if line.qty == 0:
+        return Decimal(1), amount
+    unit = (amount / line.qty).quantize(UNIT_PRICE_QUANTUM, rounding=ROUND_HALF_UP)
+    if (line.qty * unit).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP) == amount:
+        return line.qty, _trim(unit)
+    return Decimal(1), amount
+
+
+def _trim(value: Decimal) -> Decimal:
+    """Drop trailing zeros without switching to exponent notation (``10.5000000`` → ``10.5``)."""
+    trimmed = value.normalize()
+    return trimmed.quantize(Decimal(1)) if trimmed.as_tuple().exponent > 0 else trimmed  # type: ignore[operator]
+
+
+def _discount_description(discount: CrmDiscount, items: Sequence[CrmLine]) -> str:
+    what = f"{discount.value.normalize():f}%" if discount.is_percentage else "Fixed"
+    if discount.valid_on_product_ids:
+        names = sorted({line.name for line in items if (line.product_id or "") in discount.valid_on_product_ids})
+        return f"{what} discount on {', '.join(names) or 'selected products'}"[:DESCRIPTION_LIMIT]
+    return f"{what} discount"
+
+
+def build_sales_lines(
+    items: Sequence[CrmLine],
+    item_ids: Sequence[str],
+    discount: CrmDiscount | None,
+    target_total: Decimal,
+    currency: str,
+    company: CompanyFacts,
+    tax_mapping: TaxMapping,
+    discount_account_id: str | None = None,
+    what: str = "CRM invoice",
+) -> SalesLinesResult:
+    """QBO lines + stated tax for CRM lines, so the QBO total equals ``target_total`` exactly."""
+    if not items:
+        raise MappingError(f"The {what} has no lines; QuickBooks needs at least one.")
+    if len(item_ids) != len(items):
+        raise ValueError("one QBO item id is needed per CRM line")
+    breakdown = crm_breakdown(items, discount, currency)
+    target = round_money(target_total, currency)
+    any_taxes = any(entry.line.taxes for entry in breakdown.lines)
+
+    mode: str | None = None
+    if not company.is_us:
+        mode = "NotApplicable" if not any_taxes else "TaxExcluded"
+        taxed = [entry for entry in breakdown.lines if entry.line.taxes]
+        all_inclusive = bool(taxed) and all(entry.inclusive for entry in taxed)
+        if all_inclusive and breakdown.subtotal - breakdown.discount == target:
+            mode = "TaxInclusive"
+
+    lines: list[dict[str, Any]] = []
+    net_sum = Decimal(0)
+    for entry, item_id in zip(breakdown.lines, item_ids, strict=True):
+        derived = entry.inclusive and mode != "TaxInclusive"
+        amount = entry.amount - entry.tax if derived else entry.amount
+        qty, unit_price = _qty_and_price(entry.line, amount, derived)
+        detail: dict[str, Any] = {"ItemRef": {"value": item_id}, "Qty": qty, "UnitPrice": unit_price}
+        if company.is_us:
+            detail["TaxCodeRef"] = {"value": US_TAXABLE if entry.line.taxes else US_NON_TAXABLE}
+        elif mode != "NotApplicable":
+            detail["TaxCodeRef"] = {"value": tax_mapping.code_for(entry.line.taxes)}
+        line: dict[str, Any] = {"DetailType": "SalesItemLineDetail", "Amount": amount}
+        description = _description(entry.line)
+        if description:
+            line["Description"] = description
+        line["SalesItemLineDetail"] = detail
+        lines.append(line)
+        net_sum += amount
+
+    has_discount = discount is not None and breakdown.discount > 0
+    if discount is not None and has_discount:
+        lines.append(_discount_line(discount, items, breakdown, net_sum, currency, discount_account_id))
+
+    pre_tax = net_sum - (breakdown.discount if has_discount else 0)
+    if mode == "TaxInclusive":
+        total_tax = breakdown.tax
+    else:
+        total_tax = target - pre_tax
+        if total_tax < 0 or (mode == "NotApplicable" and total_tax != 0):
+            raise MappingError(
+                f"The {what} total {target} does not match its lines: after discount they come to "
+                f"{round_money(pre_tax, currency)}. Nothing was written to QuickBooks."
+            )
+    return SalesLinesResult(lines, round_money(total_tax, currency), mode, has_discount)
+
+
+def _discount_line(
+    discount: CrmDiscount,
+    items: Sequence[CrmLine],
+    breakdown: InvoiceBreakdown,
+    qbo_subtotal: Decimal,
+    currency: str,
+    discount_account_id: str | None,
+) -> dict[str, Any]:
+    detail: dict[str, Any] = {"PercentBased": False}
+    percent_applies = discount.is_percentage and not discount.valid_on_product_ids
+    if percent_applies and round_money(qbo_subtotal * discount.value / HUNDRED, currency) == breakdown.discount:
+        detail = {"PercentBased": True, "DiscountPercent": discount.value}
+    if discount_account_id:
+        detail["DiscountAccountRef"] = {"value": discount_account_id}
+    return {
+        "DetailType": "DiscountLineDetail",
+        "Amount": breakdown.discount,
+        "Description": _discount_description(discount, items),
+        "DiscountLineDetail": detail,
+    }
+
+
+def build_qbo_invoice(inv: CrmInvoice, ctx: InvoiceContext) -> dict[str, Any]:
+    """The QBO Invoice create body for a CRM invoice (raises ``MappingError`` with a plain reason)."""
+    company = ctx.company
+    company.check_currency(inv.currency, "CRM invoice")
+    result = build_sales_lines(
+        inv.items,
+        ctx.item_ids,
+        inv.discount,
+        inv.total,
+        inv.currency,
+        company,
+        ctx.tax_mapping,
+        ctx.discount_account_id,
+    )
+    body: dict[str, Any] = {"CustomerRef": {"value": ctx.customer_id}, "Line": result.lines}
+    if inv.issue_date:
+        body["TxnDate"] = inv.issue_date.isoformat()
+    if inv.due_date:
+        body["DueDate"] = inv.due_date.isoformat()
+    if company.custom_txn_numbers and inv.number:
+        if len(inv.number) > DOC_NUMBER_LIMIT:
+            raise MappingError(
+                f"The CRM invoice number {inv.number} is longer than the {DOC_NUMBER_LIMIT} characters "
+                "QuickBooks allows for an invoice number."
+            )
+        body["DocNumber"] = inv.number
+    if company.multicurrency:
+        body["CurrencyRef"] = {"value": inv.currency}
+    if inv.contact.email:
+        body["BillEmail"] = {"Address": inv.contact.email.strip()}
+    body["PrivateNote"] = private_note("invoice", inv.id, inv.number)
+    if result.global_tax_calculation:
+        body["GlobalTaxCalculation"] = result.global_tax_calculation
+    if company.is_us or result.global_tax_calculation != "NotApplicable":
+        body["TxnTaxDetail"] = {"TotalTax": result.total_tax}
+    if result.has_discount:
+        body["ApplyTaxAfterDiscount"] = True
+    return body
+
+
+def expected_totals(inv: CrmInvoice) -> tuple[Decimal, Decimal]:
+    """(TotalAmt, Balance) the QBO invoice must show once in step; a voided invoice shows zeros."""
+    if inv.status in {"void", "delete", "deleted"}:
+        zero = round_money(Decimal(0), inv.currency)
+        return zero, zero
+    return round_money(inv.total, inv.currency), round_money(inv.amount_due, inv.currency)
+
+
+# ----- updates ---------------------------------------------------------------------------------------
+
+
+def _dec(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        return to_decimal(value)
+    except ValueError:
+        return None
+
+
+def _ref(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        inner = value.get("value")
+        return None if inner is None else str(inner)
+    return None
+
+
+def _line_key(line: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    kind = line.get("DetailType")
+    if kind == "SalesItemLineDetail":
+        detail = line.get("SalesItemLineDetail") or {}
+        return (
+            kind,
+            _dec(line.get("Amount")),
+            (line.get("Description") or "").strip(),
+            _ref(detail.get("ItemRef")),
+            _dec(detail.get("Qty")),
+            _dec(detail.get("UnitPrice")),
+            _ref(detail.get("TaxCodeRef")),
+        )
+    if kind == "DiscountLineDetail":
+        detail = line.get("DiscountLineDetail") or {}
+        percent = bool(detail.get("PercentBased", False))
+        return (
+            kind,
+            _dec(line.get("Amount")),
+            percent,
+            _dec(detail.get("DiscountPercent")) if percent else None,
+            _ref(detail.get("DiscountAccountRef")),
+        )
+    return None  # SubTotalLineDetail and other lines QBO adds are not ours
+
+
+def _lines_key(lines: Any) -> list[tuple[Any, ...]]:
+    if not isinstance(lines, list):
+        return []
+    return [key for key in (_line_key(line) for line in lines if isinstance(line, Mapping)) if key]
+
+
+def _with_existing_ids(desired: list[dict[str, Any]], existing: Any) -> list[dict[str, Any]]:
+    """Reuse the Ids of the existing sales lines, position by position, so QBO edits lines in place."""
+    existing_ids = [
+        str(line["Id"])
+        for line in (existing if isinstance(existing, list) else [])
+        if isinstance(line, Mapping) and line.get("DetailType") == "SalesItemLineDetail" and line.get("Id")
+    ]
+    result: list[dict[str, Any]] = []
+    position = 0
+    for line in desired:
+        copy = dict(line)
+        if line.get("DetailType") == "SalesItemLineDetail" and position < len(existing_ids):
+            copy = {"Id": existing_ids[position], **copy}
+            position += 1
+        result.append(copy)
+    return result
+
+
+def build_sparse_invoice_update(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A sparse update turning the QBO invoice ``existing`` into ``desired`` for the fields we own.
+
+    None when nothing we own differs. Fields we do not own are never sent, so QBO-side edits to them
+    survive. A changed line set is sent whole with the tax, as QBO replaces lines as a set.
+    """
+    changes: dict[str, Any] = {}
+    lines_changed = _lines_key(existing.get("Line")) != _lines_key(desired.get("Line"))
+    if lines_changed:
+        changes["Line"] = _with_existing_ids(list(desired.get("Line") or []), existing.get("Line"))
+
+    desired_tax = _dec((desired.get("TxnTaxDetail") or {}).get("TotalTax"))
+    existing_tax = _dec((existing.get("TxnTaxDetail") or {}).get("TotalTax"))
+    if desired_tax is not None and (lines_changed or desired_tax != existing_tax):
+        changes["TxnTaxDetail"] = {"TotalTax": desired_tax}
+
+    for key in ("CustomerRef", "CurrencyRef"):
+        if key in desired and _ref(desired[key]) != _ref(existing.get(key)):
+            changes[key] = desired[key]
+    for key in ("TxnDate", "DueDate", "DocNumber", "GlobalTaxCalculation"):
+        if key in desired and desired[key] != existing.get(key):
+            changes[key] = desired[key]
+    if desired.get("ApplyTaxAfterDiscount") and not existing.get("ApplyTaxAfterDiscount"):
+        changes["ApplyTaxAfterDiscount"] = True
+    desired_email = ((desired.get("BillEmail") or {}).get("Address") or "").strip().lower()
+    existing_email = ((existing.get("BillEmail") or {}).get("Address") or "").strip().lower()
+    if desired_email and desired_email != existing_email:
+        changes["BillEmail"] = desired["BillEmail"]
+    note = desired.get("PrivateNote")
+    existing_note = str(existing.get("PrivateNote") or "").strip()
+    if note and note not in existing_note:
+        # keep whatever the accountant wrote; add our marker after it
+        changes["PrivateNote"] = f"{existing_note}\n{note}"[-PRIVATE_NOTE_LIMIT:] if existing_note else note
+
+    if not changes:
+        return None
+    return {"Id": existing["Id"], "SyncToken": existing["SyncToken"], "sparse": True, **changes}
