@@ -7,6 +7,7 @@ import base64
 import json
 import threading
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import httpx
@@ -16,12 +17,18 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 MAX_RETRIES = 6
 
 
+@cache
+def _legacy_rsa_key() -> rsa.RSAPrivateKey:
+    """One RSA key per process (generation is slow); the Ed25519 key is new for every sandbox."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 class WebhookSigner:
     """Per-sandbox key pairs; the public halves are what a receiver is configured with."""
 
     def __init__(self) -> None:
         self._ed25519 = ed25519.Ed25519PrivateKey.generate()
-        self._rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._rsa = _legacy_rsa_key()
         ed_public = self._ed25519.public_key()
         spki = ed_public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         self.ed25519_public_key_b64 = base64.b64encode(spki).decode("ascii")
