@@ -1,0 +1,78 @@
+"""Fresh databases for tests: a SQLite file, or a new PostgreSQL database at 127.0.0.1:5432 (real)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from qbconnect.db.migrate import upgrade
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = "redis://127.0.0.1:6379"
+
+
+def postgres_available() -> bool:
+    try:
+        engine = create_engine(PG_ADMIN_URL)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+def redis_available() -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
+    except Exception:
+        return False
+
+
+@contextmanager
+def fresh_database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """Yield the URL of a new, migrated database of ``kind`` (sqlite|postgresql); dropped afterwards."""
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'qbconnect.db'}"
+        upgrade(url)
+        yield url
+        return
+    if not postgres_available():
+        pytest.fail("PostgreSQL at 127.0.0.1:5432 is not answering (.ci/run starts it)")
+    name = f"qbc_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@contextmanager
+def fresh_redis_queue() -> Iterator[str]:
+    """A Redis queue URL on a database index of its own, emptied before and after."""
+    import redis
+
+    if not redis_available():
+        pytest.fail("Redis at 127.0.0.1:6379 is not answering (.ci/run starts it)")
+    index = 1 + uuid.uuid4().int % 14
+    url = f"{REDIS_URL}/{index}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
