@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -96,7 +97,7 @@ def test_two_workers_never_run_one_entity_at_the_same_time(
     intervals = _intervals(tmp_path)
     shared = sorted(intervals["shared"])
     assert len(shared) >= 2  # events kept arriving while it ran: it ran again, never concurrently
-    for (_, end, _), (next_start, _, _) in zip(shared, shared[1:], strict=False):
+    for (_, end, _), (next_start, _, _) in itertools.pairwise(shared):
         assert end <= next_start, "two runs of the same entity overlapped"
     pids = {pid for runs in intervals.values() for _, _, pid in runs}
     assert len(pids) == 2  # both worker processes took work
