@@ -648,6 +648,19 @@ def test_limiter_drawn_once_per_request_and_penalized_on_429(
     assert crm.calls == 2
 
 
+def test_full_budget_is_transient(tokens: FakeTokens, http: httpx.Client, mock: respx.MockRouter) -> None:
+    class FullLimiter(RecordingLimiter):
+        def acquire(self, budget: Budget, key: str, *, timeout: float = 120.0) -> None:
+            raise TimeoutError("full")
+
+    crm = CrmClient(location_id=LOC, api_base=BASE, tokens=tokens, http=http, limiter=FullLimiter())
+    route = mock.get("/contacts/c1").respond(200, json={"contact": {}})
+    with pytest.raises(TransientError) as info:
+        crm.get_contact("c1")
+    assert info.value.code == "rate_budget"
+    assert route.call_count == 0 and crm.calls == 0
+
+
 def test_logs_carry_trace_id_never_tokens(crm: CrmClient, mock: respx.MockRouter) -> None:
     mock.get("/contacts/c1").mock(
         side_effect=[

@@ -342,7 +342,14 @@ class CrmClient:
         attempt = 0
         while True:
             if self._limiter is not None:
-                self._limiter.acquire(CRM_BUDGET, self.location_id)
+                try:
+                    self._limiter.acquire(CRM_BUDGET, self.location_id)
+                except TimeoutError as exc:
+                    raise TransientError(
+                        "HighLevel's request budget for this location stayed full; will try again.",
+                        code="rate_budget",
+                        retry_after=BASE_RATE_LIMIT_WAIT,
+                    ) from exc
             headers = {
                 "Authorization": f"Bearer {token}",
                 "Version": API_VERSIONS[family],
