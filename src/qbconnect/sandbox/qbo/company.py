@@ -184,7 +184,7 @@ class Company:
         if entity in READ_ONLY or entity in SINGLETONS:
             raise faults.unsupported_operation(f"Create for {entity}")
         check_entity(entity, body)
-        obj = _strip_outputs(copy.deepcopy(body))
+        obj = _strip_outputs(copy.deepcopy(body), entity)
         obj.pop("Id", None)
         obj.pop("SyncToken", None)
         self._prepare(entity, obj, existing=None)
@@ -211,7 +211,7 @@ class Company:
             raise faults.object_not_found()
         if str(body["SyncToken"]) != current["SyncToken"]:
             raise faults.stale_object()
-        incoming = _strip_outputs(copy.deepcopy(body))
+        incoming = _strip_outputs(copy.deepcopy(body), entity)
         for key in ("Id", "SyncToken"):
             incoming.pop(key, None)
         if body.get("sparse") is True or entity in SINGLETONS:
@@ -226,7 +226,7 @@ class Company:
             for key in ("DocNumber", "Active", "Type", "AccountType"):
                 if key in current and key not in merged:
                     merged[key] = current[key]
-        merged = _strip_outputs(merged)
+        merged = _strip_outputs(merged, entity)
         for key in ("Id", "SyncToken"):
             merged.pop(key, None)
         if current.get("PrivateNote", "").startswith("Voided") and entity in TRANSACTIONS:
@@ -639,8 +639,10 @@ def entity_type(entity: str) -> str:
     return ELEMENTS[entity]
 
 
-def _strip_outputs(obj: dict[str, Any]) -> dict[str, Any]:
+def _strip_outputs(obj: dict[str, Any], entity: str = "") -> dict[str, Any]:
     for key in _OUTPUT_FIELDS:
+        if key == "TotalAmt" and entity == "Payment":
+            continue
         obj.pop(key, None)
     return obj
 

@@ -11,7 +11,7 @@ HARD_EXPIRY = timedelta(days=5 * 365)
 CODE_TTL = timedelta(minutes=5)
 
 
-@dataclass
+@dataclass(eq=False)
 class Grant:
     """One app connection to one company (what the user approved)."""
 
