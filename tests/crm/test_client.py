@@ -290,6 +290,18 @@ def test_iter_stops_on_empty_page(crm: CrmClient, mock: respx.MockRouter) -> Non
     assert route.call_count == 1
 
 
+def test_iter_without_total_pages_until_empty(crm: CrmClient, mock: respx.MockRouter) -> None:
+    route = mock.get("/payments/orders").mock(
+        side_effect=[
+            httpx.Response(200, json={"data": [{"_id": "o1"}]}),
+            httpx.Response(200, json={"data": [{"_id": "o2"}]}),
+            httpx.Response(200, json={"data": []}),
+        ]
+    )
+    assert [o["_id"] for o in crm.iter_orders(limit=1)] == ["o1", "o2"]
+    assert route.call_count == 3
+
+
 # ---- payments ------------------------------------------------------------------------------------
 
 

@@ -369,9 +369,12 @@ class CrmClient:
                     may_have_been_applied=sent and may_duplicate,
                 )
                 if (sent and may_duplicate) or attempt >= self._max_retries:
+                    timed_out = isinstance(exc, httpx.TimeoutException)
                     raise TransientError(
-                        f"HighLevel did not answer {method} {path} in time; will try again.",
-                        code="timeout" if isinstance(exc, httpx.TimeoutException) else "network",
+                        f"HighLevel did not answer {method} {path} in time; will try again."
+                        if timed_out
+                        else f"Could not reach HighLevel for {method} {path}; will try again.",
+                        code="timeout" if timed_out else "network",
                         detail=type(exc).__name__,
                     ) from exc
                 self._sleep(self._backoff(attempt))
@@ -464,7 +467,8 @@ def _paginate(
         items, total = fetch(offset=offset, **filters)
         yield from items
         offset += len(items)
-        if not items or offset >= total:
+        # a missing/zero total (0) cannot end a listing that still returns items: page until empty
+        if not items or 0 < total <= offset:
             return
 
 
