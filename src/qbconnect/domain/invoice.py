@@ -122,8 +122,14 @@ def build_sales_lines(
     tax_mapping: TaxMapping,
     discount_account_id: str | None = None,
     what: str = "CRM invoice",
+    expected_tax: Decimal | None = None,
 ) -> SalesLinesResult:
-    """QBO lines + stated tax for CRM lines, so the QBO total equals ``target_total`` exactly."""
+    """QBO lines + stated tax for CRM lines, so the QBO total equals ``target_total`` exactly.
+
+    The stated tax is the balancing figure; it must agree with ``expected_tax`` (the CRM's own tax
+    figure; by default the tax its rule gives for these lines) within a cent per line, otherwise
+    the lines do not explain the total and ``MappingError`` is raised.
+    """
     if not items:
         raise MappingError(f"The {what} has no lines; QuickBooks needs at least one.")
     if len(item_ids) != len(items):
@@ -168,10 +174,13 @@ def build_sales_lines(
         total_tax = breakdown.tax
     else:
         total_tax = target - pre_tax
-        if total_tax < 0 or (mode == "NotApplicable" and total_tax != 0):
+        wanted = breakdown.tax if expected_tax is None else expected_tax
+        tolerance = Decimal("0.01") * len(items)
+        if total_tax < 0 or (mode == "NotApplicable" and total_tax != 0) or abs(total_tax - wanted) > tolerance:
             raise MappingError(
                 f"The {what} total {target} does not match its lines: after discount they come to "
-                f"{round_money(pre_tax, currency)}. Nothing was written to QuickBooks."
+                f"{round_money(pre_tax, currency)} plus tax {round_money(wanted, currency)}. "
+                "Nothing was written to QuickBooks."
             )
     return SalesLinesResult(lines, round_money(total_tax, currency), mode, has_discount)
 
@@ -211,6 +220,7 @@ def build_qbo_invoice(inv: CrmInvoice, ctx: InvoiceContext) -> dict[str, Any]:
         company,
         ctx.tax_mapping,
         ctx.discount_account_id,
+        expected_tax=inv.tax_total,
     )
     body: dict[str, Any] = {"CustomerRef": {"value": ctx.customer_id}, "Line": result.lines}
     if inv.issue_date:

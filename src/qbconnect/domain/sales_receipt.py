@@ -158,13 +158,11 @@ def build_sales_receipt(txn: CrmTransaction, order: CrmOrder | None, ctx: Receip
                 ctx.tax_mapping,
                 ctx.discount_account_id,
                 what="CRM payment",
+                expected_tax=order.tax,
             )
         except MappingError as error:
             if "does not match its lines" not in error.message:
                 raise
-            result = None
-        tolerance = Decimal("0.01") * len(items)
-        if result is not None and abs(result.total_tax - order.tax) > tolerance:
             result = None  # the charge is not this order's total (e.g. a renewal): book it as one line
     if result is None:
         source = txn.source.name or kind.value.replace("_", " ")
