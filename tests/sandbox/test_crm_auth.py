@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.testclient import TestClient
 
 from qbconnect.sandbox.crm import CrmSandbox, create_app
-from typing import Any
+from tests.sandbox import crm_fixtures
+from tests.sandbox.crm_fixtures import LOCATION, OTHER_LOCATION, V_CONVERSATIONS, Crm, install, make_crm
 
-from tests.sandbox.crm_fixtures import (  # noqa: F401 - crm is a fixture
-    LOCATION,
-    OTHER_LOCATION,
-    V_CONVERSATIONS,
-    Crm,
-    crm,
-    install,
-    make_crm,
-)
+crm = crm_fixtures.crm
 
 
 def _refresh(crm: Crm, refresh_token: str) -> Any:

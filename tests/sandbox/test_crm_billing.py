@@ -6,7 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-from tests.sandbox.crm_fixtures import LOCATION, V_CONVERSATIONS, Crm, contact_id, crm  # noqa: F401 - fixtures
+from tests.sandbox import crm_fixtures
+from tests.sandbox.crm_fixtures import LOCATION, V_CONVERSATIONS, Crm
+
+contact_id = crm_fixtures.contact_id
+crm = crm_fixtures.crm
 
 ITEMS = [{"name": "Repair", "qty": 2, "amount": 50, "taxes": [{"_id": "t1", "name": "Tax", "rate": 10}]}]
 

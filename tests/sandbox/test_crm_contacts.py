@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from tests.sandbox.crm_fixtures import LOCATION, Crm, contact_id, crm  # noqa: F401 - fixtures
+from tests.sandbox import crm_fixtures
+from tests.sandbox.crm_fixtures import LOCATION, Crm
+
+contact_id = crm_fixtures.contact_id
+crm = crm_fixtures.crm
 
 
 def test_create_refuses_unknown_and_invalid_fields(crm: Crm) -> None:

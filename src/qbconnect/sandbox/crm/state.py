@@ -157,7 +157,6 @@ class CrmSandbox:
             "dndSettings": {},
             "tags": [],
             "customFields": [],
-            "attachments": [],
             "source": "public api",
             "dateAdded": stamp,
             "dateUpdated": stamp,
