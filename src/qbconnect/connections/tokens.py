@@ -1,0 +1,193 @@
+"""Database-backed token sources for both platforms.
+
+Refresh tokens rotate on both platforms, so a refresh must happen once, under a lock, and the new pair
+must be stored before anyone uses it. The lock is the connection's row: ``SELECT … FOR UPDATE`` on
+PostgreSQL, and SQLite's ``BEGIN IMMEDIATE`` write lock (see db/session.py). Inside the lock we re-read
+the row: if another worker already refreshed (the token version moved, or the rejected token is no longer
+the stored one), we use its result instead of spending the refresh token a second time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from qbconnect.clock import utcnow
+from qbconnect.crm import oauth as crm_oauth
+from qbconnect.db.models import Location, QboConnection
+from qbconnect.errors import AuthError, SyncError
+from qbconnect.qbo import oauth as qbo_oauth
+from qbconnect.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+REFRESH_MARGIN = timedelta(minutes=5)
+
+
+class DbQboTokenSource:
+    """Access tokens of one location's QuickBooks connection."""
+
+    def __init__(self, runtime: Runtime, location_id: str, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.runtime = runtime
+        self.location_id = location_id
+        self.clock = clock
+
+    def _select(self, session: Session, *, lock: bool) -> QboConnection:
+        stmt = select(QboConnection).where(QboConnection.location_id == self.location_id)
+        if lock and session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        connection = session.execute(stmt).scalar_one_or_none()
+        if connection is None or connection.active_realm_id is None:
+            raise AuthError("This location is not connected to QuickBooks", code="not_connected")
+        if connection.status != "connected":
+            raise AuthError("The QuickBooks connection needs to be reconnected", code="needs_reconnect")
+        return connection
+
+    def access_token(self) -> str:
+        cipher = self.runtime.cipher
+        with self.runtime.sessions() as session:
+            connection = self._select(session, lock=False)
+            expires = connection.access_expires_at
+            if connection.access_token and expires and expires - REFRESH_MARGIN > self.clock():
+                return cipher.decrypt(connection.access_token)
+            version = connection.token_version
+        return self._refresh(seen_version=version, rejected=None)
+
+    def force_refresh(self, rejected_token: str) -> str:
+        return self._refresh(seen_version=None, rejected=rejected_token)
+
+    def _refresh(self, *, seen_version: int | None, rejected: str | None) -> str:
+        settings = self.runtime.settings
+        cipher = self.runtime.cipher
+        with self.runtime.sessions() as session, session.begin():
+            connection = self._select(session, lock=True)
+            current = cipher.decrypt(connection.access_token) if connection.access_token else None
+            still_valid = (
+                current is not None
+                and connection.access_expires_at is not None
+                and connection.access_expires_at - REFRESH_MARGIN > self.clock()
+            )
+            if current is not None and (
+                (seen_version is not None and connection.token_version != seen_version and still_valid)
+                or (rejected is not None and current != rejected)
+            ):
+                return current  # another worker refreshed while we waited for the lock
+            if connection.refresh_token is None:
+                raise AuthError("QuickBooks has no saved authorization; reconnect", code="no_refresh_token")
+            try:
+                tokens = qbo_oauth.refresh(
+                    self.runtime.http,
+                    token_url=settings.qbo_token_url,
+                    client_id=settings.qbo_client_id or "",
+                    client_secret=settings.secret("qbo_client_secret"),
+                    refresh_token=cipher.decrypt(connection.refresh_token),
+                    now=self.clock(),
+                )
+            except AuthError as exc:
+                # Commit the "needs reconnect" mark (the with-block ends normally), then raise.
+                mark_qbo_needs_reconnect(connection, str(exc))
+                refused = exc
+                log.warning("qbo.refresh_refused", location_id=self.location_id, realm_id=connection.realm_id)
+            else:
+                store_qbo_tokens(self.runtime, connection, tokens)
+                log.info("qbo.tokens_refreshed", location_id=self.location_id, realm_id=connection.realm_id)
+                return tokens.access_token
+        raise refused
+
+
+def store_qbo_tokens(runtime: Runtime, connection: QboConnection, tokens: qbo_oauth.QboTokenSet) -> None:
+    cipher = runtime.cipher
+    connection.access_token = cipher.encrypt(tokens.access_token)
+    connection.refresh_token = cipher.encrypt(tokens.refresh_token)
+    connection.access_expires_at = tokens.access_expires_at
+    connection.refresh_expires_at = tokens.refresh_expires_at
+    if tokens.refresh_hard_expires_at is not None:
+        connection.refresh_hard_expires_at = tokens.refresh_hard_expires_at
+    connection.token_version += 1
+
+
+def mark_qbo_needs_reconnect(connection: QboConnection, reason: str) -> None:
+    connection.status = "needs_reconnect"
+    connection.status_reason = reason
+
+
+class DbCrmTokenSource:
+    """Access tokens of one location's CRM app install."""
+
+    def __init__(self, runtime: Runtime, location_id: str, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.runtime = runtime
+        self.location_id = location_id
+        self.clock = clock
+
+    def _select(self, session: Session, *, lock: bool) -> Location:
+        stmt = select(Location).where(Location.id == self.location_id)
+        if lock and session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        location = session.execute(stmt).scalar_one_or_none()
+        if location is None or location.crm_status == "uninstalled" or location.crm_access_token is None:
+            raise AuthError("The app is not installed in this CRM location", code="not_installed")
+        return location
+
+    def access_token(self) -> str:
+        with self.runtime.sessions() as session:
+            location = self._select(session, lock=False)
+            expires = location.crm_token_expires_at
+            if location.crm_access_token and expires and expires - REFRESH_MARGIN > self.clock():
+                return self.runtime.cipher.decrypt(location.crm_access_token)
+            current = self.runtime.cipher.decrypt(location.crm_access_token) if location.crm_access_token else ""
+        return self._refresh(rejected=current)
+
+    def force_refresh(self, rejected_token: str) -> str:
+        return self._refresh(rejected=rejected_token)
+
+    def _refresh(self, *, rejected: str) -> str:
+        settings = self.runtime.settings
+        cipher = self.runtime.cipher
+        with self.runtime.sessions() as session, session.begin():
+            location = self._select(session, lock=True)
+            current = cipher.decrypt(location.crm_access_token) if location.crm_access_token else None
+            if current is not None and current != rejected:
+                return current
+            if location.crm_refresh_token is None:
+                raise AuthError("The CRM install has no saved authorization; reinstall the app", code="no_refresh")
+            try:
+                tokens = crm_oauth.refresh(
+                    self.runtime.http,
+                    token_url=settings.crm_token_endpoint,
+                    client_id=settings.crm_client_id or "",
+                    client_secret=settings.secret("crm_client_secret"),
+                    refresh_token=cipher.decrypt(location.crm_refresh_token),
+                    now=self.clock(),
+                )
+            except AuthError as exc:
+                location.crm_status = "needs_reconnect"
+                refused = exc
+                log.warning("crm.refresh_refused", location_id=self.location_id, error=str(exc))
+            else:
+                store_crm_tokens(self.runtime, location, tokens)
+                return tokens.access_token
+        raise refused
+
+
+def store_crm_tokens(runtime: Runtime, location: Location, tokens: crm_oauth.CrmTokenSet) -> None:
+    cipher = runtime.cipher
+    location.crm_access_token = cipher.encrypt(tokens.access_token)
+    location.crm_refresh_token = cipher.encrypt(tokens.refresh_token)
+    location.crm_token_expires_at = tokens.expires_at
+    if tokens.scope:
+        location.crm_scope = tokens.scope
+    if location.crm_status != "uninstalled":
+        location.crm_status = "installed"
+
+
+__all__ = [
+    "DbCrmTokenSource",
+    "DbQboTokenSource",
+    "SyncError",
+    "mark_qbo_needs_reconnect",
+    "store_crm_tokens",
+    "store_qbo_tokens",
+]
