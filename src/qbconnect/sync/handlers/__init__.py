@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-HANDLER_MODULES: tuple[str, ...] = ()
+HANDLER_MODULES: tuple[str, ...] = ("invoice", "sales_receipt", "customer", "review")
 
 
 def load_handlers() -> None:

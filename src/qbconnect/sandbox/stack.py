@@ -1,0 +1,241 @@
+"""The whole product on one machine: both emulators and the service, wired together over loopback HTTP.
+
+Used by the end-to-end tests, the benchmarks and ``qbconnect demo``. Each piece runs as a real HTTP server
+(uvicorn in a thread), so the service talks to the emulators exactly as it would to Intuit and HighLevel.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from sqlalchemy import select, update
+
+from qbconnect.clock import utcnow
+from qbconnect.config import Settings
+from qbconnect.connections import service
+from qbconnect.crm import oauth as crm_oauth
+from qbconnect.db.migrate import upgrade
+from qbconnect.db.models import SyncJob
+from qbconnect.qbo import oauth as qbo_oauth
+from qbconnect.qbo.client import QboClient
+from qbconnect.qbo.tokens import StaticTokenSource
+from qbconnect.runtime import Runtime, build_runtime
+from qbconnect.sandbox.crm import CrmSandbox
+from qbconnect.sandbox.crm import create_app as create_crm_app
+from qbconnect.sandbox.qbo import QboSandbox
+from qbconnect.sandbox.qbo import create_app as create_qbo_app
+from qbconnect.sandbox.server import RunningServer, free_port, serve_in_thread
+from qbconnect.sync.engine import JobRunner
+from qbconnect.web.app import create_app
+from qbconnect.worker import Queue
+
+QBO_CLIENT_ID = "qbconnect-qbo-client"
+QBO_CLIENT_SECRET = "qbconnect-qbo-secret"
+QBO_VERIFIER = "qbconnect-qbo-verifier"
+CRM_CLIENT_ID = "qbconnect-crm-client"
+CRM_CLIENT_SECRET = "qbconnect-crm-secret"
+
+
+@dataclass
+class Stack:
+    runtime: Runtime
+    qbo: QboSandbox
+    crm: CrmSandbox
+    qbo_url: str
+    crm_url: str
+    service_url: str
+    queue: Queue | None
+    servers: list[RunningServer] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    def stop(self) -> None:
+        for server in reversed(self.servers):
+            server.stop()
+        self.qbo.stop_webhook_delivery()
+        self.crm.stop_webhook_delivery()
+        self.runtime.close()
+
+    # ------------------------------------------------------------------ connecting
+    def install_crm_location(self, *, name: str = "Demo Location", country: str = "US") -> str:
+        """Install the app in a new CRM location through HighLevel's OAuth (choose location → code → token)."""
+        location_id = self.crm.add_location(name=name, country=country)
+        self.crm.next_location_id = location_id
+        redirect_uri = f"{self.service_url}/oauth/crm/callback"
+        url = crm_oauth.install_url(
+            auth_url=self.settings.crm_auth_url,
+            client_id=CRM_CLIENT_ID,
+            redirect_uri=redirect_uri,
+            scopes=crm_oauth.SCOPES,
+        )
+        code = _follow_for_params(self.runtime, url)["code"]
+        tokens = crm_oauth.exchange_code(
+            self.runtime.http,
+            token_url=self.settings.crm_token_endpoint,
+            client_id=CRM_CLIENT_ID,
+            client_secret=CRM_CLIENT_SECRET,
+            code=code,
+            redirect_uri=redirect_uri,
+            now=utcnow(),
+        )
+        with self.runtime.sessions.begin() as session:
+            service.install_location(self.runtime, session, tokens, name=name)
+        return location_id
+
+    def connect_quickbooks(self, location_id: str, *, realm_id: str | None = None, **company: Any) -> str:
+        """Connect a location to a new (or given) sandbox company through Intuit's OAuth."""
+        realm_id = realm_id or self.qbo.add_company(**company)
+        self.qbo.next_realm_id = realm_id
+        redirect_uri = f"{self.service_url}/oauth/quickbooks/callback"
+        url = qbo_oauth.authorize_url(
+            auth_url=self.settings.qbo_auth_url,
+            client_id=QBO_CLIENT_ID,
+            redirect_uri=redirect_uri,
+            state=secrets.token_urlsafe(16),
+        )
+        params = _follow_for_params(self.runtime, url)
+        tokens = qbo_oauth.exchange_code(
+            self.runtime.http,
+            token_url=self.settings.qbo_token_url,
+            client_id=QBO_CLIENT_ID,
+            client_secret=QBO_CLIENT_SECRET,
+            code=params["code"],
+            redirect_uri=redirect_uri,
+            now=utcnow(),
+        )
+        client = QboClient(
+            realm_id=params["realmId"],
+            api_base=self.settings.qbo_api_base_url,
+            tokens=StaticTokenSource(tokens.access_token),
+            http=self.runtime.http,
+        )
+        with self.runtime.sessions.begin() as session:
+            service.connect_quickbooks(
+                self.runtime,
+                session,
+                location_id=location_id,
+                realm_id=params["realmId"],
+                tokens=tokens,
+                company_info=client.company_info(),
+                preferences=client.preferences(),
+            )
+        return params["realmId"]
+
+    # ------------------------------------------------------------------ running jobs without a queue
+    def deliver_webhooks(self) -> int:
+        return self.crm.flush_webhooks() + self.qbo.flush_webhooks()
+
+    def drain(self, *, timeout: float = 120.0, fast_forward: bool = True) -> int:
+        """Run every pending job (and the jobs they enqueue) in this thread until none is left.
+
+        ``fast_forward`` makes backed-off retries due at once instead of waiting for their time.
+        Returns the number of runs.
+        """
+        runner = JobRunner(self.runtime)
+        runs = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.runtime.sessions.begin() as session:
+                if fast_forward:
+                    session.execute(update(SyncJob).where(SyncJob.state == "pending").values(run_after=utcnow()))
+                due = list(
+                    session.execute(
+                        select(SyncJob.id)
+                        .where(SyncJob.state == "pending", SyncJob.run_after <= utcnow())
+                        .order_by(SyncJob.id)
+                    ).scalars()
+                )
+            if not due:
+                with self.runtime.sessions() as session:
+                    running = session.execute(select(SyncJob.id).where(SyncJob.state == "running")).first()
+                if running is None:
+                    return runs
+                time.sleep(0.05)
+                continue
+            for job_id in due:
+                if runner.run(job_id) is not None:
+                    runs += 1
+        raise TimeoutError(f"jobs still pending after {timeout}s")
+
+
+def _follow_for_params(runtime: Runtime, url: str) -> dict[str, str]:
+    """GET an authorize URL and read the query of the redirect it answers with (auto-approve)."""
+    response = runtime.http.get(url, follow_redirects=False)
+    if response.status_code not in (302, 303, 307):
+        raise RuntimeError(f"authorize answered {response.status_code}: {response.text[:200]}")
+    query = parse_qs(urlparse(response.headers["location"]).query)
+    return {key: values[0] for key, values in query.items()}
+
+
+def start_stack(
+    *,
+    database_url: str,
+    queue_url: str | None = None,
+    secret_key: str,
+    admin_token: str,
+    service_port: int | None = None,
+    run_worker: bool = False,
+    qbo_options: dict[str, Any] | None = None,
+    crm_options: dict[str, Any] | None = None,
+    settings_overrides: dict[str, Any] | None = None,
+) -> Stack:
+    """Start both emulators and the service. With ``run_worker`` jobs run in the service's worker,
+    otherwise they wait in the job table for :meth:`Stack.drain`."""
+    qbo = QboSandbox(
+        client_id=QBO_CLIENT_ID, client_secret=QBO_CLIENT_SECRET, verifier_token=QBO_VERIFIER, **(qbo_options or {})
+    )
+    crm = CrmSandbox(client_id=CRM_CLIENT_ID, client_secret=CRM_CLIENT_SECRET, **(crm_options or {}))
+    qbo_server = serve_in_thread(create_qbo_app(qbo))
+    crm_server = serve_in_thread(create_crm_app(crm))
+    port = service_port or free_port()
+    service_url = f"http://127.0.0.1:{port}"
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "queue_url": queue_url,
+        "public_url": service_url,
+        "secret_key": secret_key,
+        "admin_token": admin_token,
+        "qbo_client_id": QBO_CLIENT_ID,
+        "qbo_client_secret": QBO_CLIENT_SECRET,
+        "qbo_api_base": qbo_server.base_url,
+        "qbo_auth_url": f"{qbo_server.base_url}/connect/oauth2",
+        "qbo_token_url": f"{qbo_server.base_url}/oauth2/v1/tokens/bearer",
+        "qbo_revoke_url": f"{qbo_server.base_url}/v2/oauth2/tokens/revoke",
+        "qbo_webhook_verifier_token": QBO_VERIFIER,
+        "crm_api_base": crm_server.base_url,
+        "crm_client_id": CRM_CLIENT_ID,
+        "crm_client_secret": CRM_CLIENT_SECRET,
+        "crm_auth_url": f"{crm_server.base_url}/oauth/chooselocation",
+        "crm_webhook_public_key": crm.webhook_public_key,
+        "crm_webhook_rsa_public_key": crm.legacy_rsa_public_key_pem,
+        "log_json": False,
+        "_env_file": None,
+    }
+    values.update(settings_overrides or {})
+    settings = Settings(**values)
+    upgrade(settings.database_url)
+    runtime = build_runtime(settings)
+    queue = Queue(runtime) if run_worker else None
+    from qbconnect.sync.handlers import load_handlers
+
+    load_handlers()
+    app = create_app(runtime, queue=queue, run_worker=run_worker)
+    service_server = serve_in_thread(app, port=port)
+    qbo.webhook_url = f"{service_url}/webhooks/qbo"
+    crm.webhook_url = f"{service_url}/webhooks/crm"
+    return Stack(
+        runtime=runtime,
+        qbo=qbo,
+        crm=crm,
+        qbo_url=qbo_server.base_url,
+        crm_url=crm_server.base_url,
+        service_url=service_url,
+        queue=queue,
+        servers=[qbo_server, crm_server, service_server],
+    )

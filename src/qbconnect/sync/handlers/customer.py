@@ -1,0 +1,1 @@
+"""Handlers for the customer job kinds (being written)."""

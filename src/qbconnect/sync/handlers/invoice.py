@@ -1,0 +1,1 @@
+"""Handlers for the invoice job kinds (being written)."""

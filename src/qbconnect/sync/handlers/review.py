@@ -1,0 +1,1 @@
+"""Handlers for the review job kinds (being written)."""

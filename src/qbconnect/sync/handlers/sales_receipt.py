@@ -1,0 +1,1 @@
+"""Handlers for the sales_receipt job kinds (being written)."""
