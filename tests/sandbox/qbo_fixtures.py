@@ -113,8 +113,8 @@ def connect(sandbox: QboSandbox, realm: str | None = None) -> Qbo:
     return Qbo(sandbox, client, params["realmId"], response.json())
 
 
-@pytest.fixture
-def qbo() -> Iterator[Qbo]:
+@pytest.fixture(name="qbo")
+def qbo_fixture() -> Iterator[Qbo]:
     sandbox = QboSandbox()
     sandbox.add_company()
     with TestClient(create_app(sandbox)) as _:

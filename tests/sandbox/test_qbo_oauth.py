@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from qbconnect.sandbox.qbo import QboSandbox, create_app
 
-from .qbo_fixtures import BASIC, REDIRECT, SCOPE, Qbo, authorize, connect, exchange, qbo  # noqa: F401
+from .qbo_fixtures import BASIC, REDIRECT, SCOPE, Qbo, authorize, connect, exchange, qbo_fixture  # noqa: F401
 
 
 def test_authorize_redirects_with_code_state_and_realm() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from qbconnect.sandbox.qbo import QboSandbox
 
-from .qbo_fixtures import Qbo, connect, qbo  # noqa: F401
+from .qbo_fixtures import Qbo, connect, qbo_fixture  # noqa: F401
 
 
 def _line(amount: Any, qty: Any = None, price: Any = None, item: str = "1", tax: str | None = None) -> dict[str, Any]:

@@ -36,7 +36,9 @@ def _json_default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
-def render(request: Request, payload: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def render(
+    request: Request, payload: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     payload = {**payload, "time": payload.get("time") or qbo_time(_now(request), millis=True)}
     if wants_json(request):
         body = json.dumps(payload, default=_json_default)
@@ -147,7 +149,9 @@ def _entity_or_fault(name: str) -> str:
     return entity
 
 
-def _write(company: Company, entity: str, operation: str | None, include: str | None, body: Any) -> tuple[str, dict[str, Any]]:
+def _write(
+    company: Company, entity: str, operation: str | None, include: str | None, body: Any
+) -> tuple[str, dict[str, Any]]:
     if not isinstance(body, dict):
         raise faults.unsupported_property("failed to parse json object; the request body must be an object")
     body = _plain(body)
@@ -217,9 +221,7 @@ def run_cdc(sandbox: QboSandbox, company: Company, entities: str | None, changed
         if entity is None or entity in CDC_UNSUPPORTED:
             raise faults.QboFault(400, "4001", "Invalid query", f"CDC is not supported for entity {name.strip()}")
         found = [
-            copy.deepcopy(o)
-            for o in company.iter(entity)
-            if parse_time(o["MetaData"]["LastUpdatedTime"]) >= since
+            copy.deepcopy(o) for o in company.iter(entity) if parse_time(o["MetaData"]["LastUpdatedTime"]) >= since
         ]
         found += [
             copy.deepcopy(t)
@@ -275,7 +277,9 @@ def build_router(sandbox: QboSandbox) -> APIRouter:
 
     @router.get("/query")
     def query_get(request: Request, realm_id: str, query: str = "") -> Response:
-        return _call(sandbox, request, realm_id, _query_entity(query), "query", lambda c: run_query(c, query), write=False)
+        return _call(
+            sandbox, request, realm_id, _query_entity(query), "query", lambda c: run_query(c, query), write=False
+        )
 
     @router.post("/query")
     async def query_post(request: Request, realm_id: str) -> Response:
@@ -283,7 +287,9 @@ def build_router(sandbox: QboSandbox) -> APIRouter:
         if not text.strip():
             text = request.query_params.get("query", "")
         return await _threaded(
-            lambda: _call(sandbox, request, realm_id, _query_entity(text), "query", lambda c: run_query(c, text), write=False)
+            lambda: _call(
+                sandbox, request, realm_id, _query_entity(text), "query", lambda c: run_query(c, text), write=False
+            )
         )
 
     @router.get("/cdc")
@@ -304,8 +310,13 @@ def build_router(sandbox: QboSandbox) -> APIRouter:
     @router.get("/preferences")
     def preferences(request: Request, realm_id: str) -> Response:
         return _call(
-            sandbox, request, realm_id, "Preferences", "read",
-            lambda c: {"Preferences": c.read("Preferences", "1")}, write=False,
+            sandbox,
+            request,
+            realm_id,
+            "Preferences",
+            "read",
+            lambda c: {"Preferences": c.read("Preferences", "1")},
+            write=False,
         )
 
     @router.get("/{entity_name}/{entity_id}")

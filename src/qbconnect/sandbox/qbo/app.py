@@ -28,7 +28,11 @@ def create_app(sandbox: QboSandbox) -> FastAPI:
     async def intuit_tid(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
         response.headers["intuit_tid"] = str(uuid.uuid4())
-        path = request.url.path[len(request.scope.get("root_path", "")) :] if request.scope.get("root_path") else request.url.path
+        path = (
+            request.url.path[len(request.scope.get("root_path", "")) :]
+            if request.scope.get("root_path")
+            else request.url.path
+        )
         if any(marker in path for marker in _LOGGED_PREFIXES):
             note = getattr(request.state, "qbo", None) or {}
             with sandbox.lock:
@@ -51,25 +55,44 @@ def create_app(sandbox: QboSandbox) -> FastAPI:
     @app.get("/connect/oauth2")
     def authorize(request: Request) -> Response:
         params = request.query_params
-        problem = _authorize_problem(sandbox, params.get("client_id"), params.get("response_type"),
-                                     params.get("scope"), params.get("redirect_uri"), params.get("state"))
+        problem = _authorize_problem(
+            sandbox,
+            params.get("client_id"),
+            params.get("response_type"),
+            params.get("scope"),
+            params.get("redirect_uri"),
+            params.get("state"),
+        )
         if problem:
             return HTMLResponse(f"<h1>Invalid request</h1><p>{html.escape(problem)}</p>", status_code=400)
         if sandbox.auto_approve:
-            return _approve(sandbox, params.get("client_id", ""), params.get("redirect_uri", ""),
-                            params.get("scope", ""), params.get("state", ""), sandbox.default_realm())
+            return _approve(
+                sandbox,
+                params.get("client_id", ""),
+                params.get("redirect_uri", ""),
+                params.get("scope", ""),
+                params.get("state", ""),
+                sandbox.default_realm(),
+            )
         return HTMLResponse(_consent_page(sandbox, dict(params)))
 
     @app.post("/connect/oauth2")
     async def consent(request: Request) -> Response:
         form = await request.form()
         values = {k: str(v) for k, v in form.items()}
-        problem = _authorize_problem(sandbox, values.get("client_id"), values.get("response_type"),
-                                     values.get("scope"), values.get("redirect_uri"), values.get("state"))
+        problem = _authorize_problem(
+            sandbox,
+            values.get("client_id"),
+            values.get("response_type"),
+            values.get("scope"),
+            values.get("redirect_uri"),
+            values.get("state"),
+        )
         if problem or values.get("realm_id") not in sandbox.companies:
             return HTMLResponse(f"<h1>Invalid request</h1><p>{html.escape(problem or 'pick a company')}</p>", 400)
-        return _approve(sandbox, values["client_id"], values["redirect_uri"], values["scope"], values["state"],
-                        values["realm_id"])
+        return _approve(
+            sandbox, values["client_id"], values["redirect_uri"], values["scope"], values["state"], values["realm_id"]
+        )
 
     @app.post("/oauth2/v1/tokens/bearer")
     async def token(request: Request) -> Response:
@@ -114,8 +137,12 @@ def create_app(sandbox: QboSandbox) -> FastAPI:
 
 
 def _authorize_problem(
-    sandbox: QboSandbox, client_id: str | None, response_type: str | None, scope: str | None,
-    redirect_uri: str | None, state: str | None,
+    sandbox: QboSandbox,
+    client_id: str | None,
+    response_type: str | None,
+    scope: str | None,
+    redirect_uri: str | None,
+    state: str | None,
 ) -> str:
     if client_id != sandbox.client_id:
         return "unknown client_id"
@@ -146,12 +173,12 @@ def _consent_page(sandbox: QboSandbox, params: dict[str, str]) -> str:
     default = sandbox.default_realm()
     choices = "".join(
         f'<label><input type="radio" name="realm_id" value="{html.escape(realm)}"'
-        f'{" checked" if realm == default else ""}> {html.escape(company.name)} ({html.escape(realm)})</label><br>'
+        f"{' checked' if realm == default else ''}> {html.escape(company.name)} ({html.escape(realm)})</label><br>"
         for realm, company in sandbox.companies.items()
     )
     return (
         "<!doctype html><html><head><title>Connect to QuickBooks</title></head><body>"
-        "<h1>Connect your app to QuickBooks</h1><form method=\"post\" action=\"\">"
+        '<h1>Connect your app to QuickBooks</h1><form method="post" action="">'
         f"{hidden}<fieldset><legend>Choose a company</legend>{choices}</fieldset>"
         '<button type="submit">Connect</button></form></body></html>'
     )

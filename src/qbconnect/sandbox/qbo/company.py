@@ -120,9 +120,11 @@ class Company:
     def read(self, entity: str, obj_id: str) -> dict[str, Any]:
         obj = self.find(entity, obj_id)
         if obj is None:
-            raise faults.object_not_found(f"Object Not Found : Something you're trying to use has been made "
-                                          f"inactive. Check the fields with accounts, customers, items, vendors "
-                                          f"or employees. ({entity} Id={obj_id})")
+            raise faults.object_not_found(
+                f"Object Not Found : Something you're trying to use has been made "
+                f"inactive. Check the fields with accounts, customers, items, vendors "
+                f"or employees. ({entity} Id={obj_id})"
+            )
         return copy.deepcopy(obj)
 
     def sales_rates(self, tax_code_id: str) -> list[tuple[str, Decimal]]:
@@ -392,11 +394,10 @@ class Company:
         obj.setdefault("PrintStatus", "NotSet")
         obj.setdefault("EmailStatus", "NotSet")
         obj.setdefault("ApplyTaxAfterDiscount", False)
-        if entity in ("SalesReceipt", "RefundReceipt") and entity == "SalesReceipt":
-            if "DepositToAccountRef" not in obj:
-                account = self.find_by_name("Account", "Undeposited Funds")
-                if account is not None:
-                    obj["DepositToAccountRef"] = {"value": account["Id"], "name": account["Name"]}
+        if entity == "SalesReceipt" and "DepositToAccountRef" not in obj:
+            account = self.find_by_name("Account", "Undeposited Funds")
+            if account is not None:
+                obj["DepositToAccountRef"] = {"value": account["Id"], "name": account["Name"]}
         total = dec(obj["TotalAmt"])
         if entity == "Invoice":
             applied = self.applied_to_invoice(existing["Id"]) if existing else Decimal(0)
@@ -511,9 +512,7 @@ class Company:
             return
         applied = self.applied_to_invoice(invoice_id)
         links = [
-            {"TxnId": p["Id"], "TxnType": "Payment"}
-            for p in self.iter("Payment")
-            if invoice_id in _linked_invoices(p)
+            {"TxnId": p["Id"], "TxnType": "Payment"} for p in self.iter("Payment") if invoice_id in _linked_invoices(p)
         ]
         balance = out(cents(dec(invoice["TotalAmt"]) - applied))
         if invoice.get("Balance") != balance or invoice.get("LinkedTxn") != links:
@@ -535,8 +534,11 @@ class Company:
             Decimal(0),
         )
         credits = sum(
-            (dec(c.get("RemainingCredit")) for c in self.iter("CreditMemo")
-             if c.get("CustomerRef", {}).get("value") == customer_id),
+            (
+                dec(c.get("RemainingCredit"))
+                for c in self.iter("CreditMemo")
+                if c.get("CustomerRef", {}).get("value") == customer_id
+            ),
             Decimal(0),
         )
         customer["Balance"] = out(cents(balance - unapplied - credits))

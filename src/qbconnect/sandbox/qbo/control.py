@@ -58,8 +58,12 @@ def build_control_router(sandbox: QboSandbox) -> APIRouter:
     def add_company(body: CompanyIn) -> dict[str, Any]:
         try:
             realm_id = sandbox.add_company(
-                body.realm_id, name=body.name, country=body.country, home_currency=body.home_currency,
-                custom_txn_numbers=body.custom_txn_numbers, multicurrency=body.multicurrency,
+                body.realm_id,
+                name=body.name,
+                country=body.country,
+                home_currency=body.home_currency,
+                custom_txn_numbers=body.custom_txn_numbers,
+                multicurrency=body.multicurrency,
             )
         except ValueError as error:
             raise HTTPException(409, str(error)) from None
@@ -84,13 +88,23 @@ def build_control_router(sandbox: QboSandbox) -> APIRouter:
 
     @router.post("/companies/{realm_id}/customers/merge")
     def merge(realm_id: str, body: MergeIn) -> dict[str, Any]:
-        return _ui(lambda: (sandbox.ui_merge_customers(realm_id, body.from_id, body.into_id), {})[1])
+        def action() -> dict[str, Any]:
+            sandbox.ui_merge_customers(realm_id, body.from_id, body.into_id)
+            return {}
+
+        return _ui(action)
 
     @router.post("/faults", status_code=201)
     def add_fault(body: FaultIn) -> dict[str, Any]:
         try:
-            sandbox.inject_fault(body.kind, count=body.count, realm_id=body.realm_id, method=body.method,
-                                 entity=body.entity, latency=body.latency)
+            sandbox.inject_fault(
+                body.kind,
+                count=body.count,
+                realm_id=body.realm_id,
+                method=body.method,
+                entity=body.entity,
+                latency=body.latency,
+            )
         except ValueError as error:
             raise HTTPException(400, str(error)) from None
         return {"ok": True}

@@ -47,7 +47,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         if match is None or match.end() == pos:
             if text[pos:].strip() == "":
                 break
-            raise faults.invalid_query(f'Encountered " {text[pos:pos + 10]!r} " at column {pos + 1}.')
+            raise faults.invalid_query(f'Encountered " {text[pos : pos + 10]!r} " at column {pos + 1}.')
         kind = match.lastgroup or ""
         value = match.group(kind)
         if kind == "string":

@@ -75,9 +75,7 @@ def compute_sales_form(company: Company, entity: str, body: dict[str, Any]) -> N
             discount_lines.append(line)
         out_lines.append(line)
     if not item_lines:
-        raise faults.business_validation(
-            "You must fill out at least one split line.", code="6000", element="Line"
-        )
+        raise faults.business_validation("You must fill out at least one split line.", code="6000", element="Line")
     if len(discount_lines) > 1:
         raise faults.business_validation("Only one discount line is allowed per transaction.", element="Line")
     discount = Decimal(0)
@@ -118,10 +116,8 @@ def compute_sales_form(company: Company, entity: str, body: dict[str, Any]) -> N
     if tax.tax_lines:
         detail["TaxLine"] = tax.tax_lines
     body["TxnTaxDetail"] = detail
-    if global_calc == "TaxInclusive":
-        total = subtotal - discount
-    else:
-        total = subtotal - discount + tax.total_tax
+    included = global_calc == "TaxInclusive"
+    total = subtotal - discount if included else subtotal - discount + tax.total_tax
     body["TotalAmt"] = out(cents(total))
 
 
@@ -138,9 +134,7 @@ def _item_line(company: Company, line: dict[str, Any], *, us: bool, taxed: bool)
         if cents(amount) != expected:
             raise faults.amount_mismatch(str(amount), str(expected))
     if cents(amount) != amount:
-        raise faults.business_validation(
-            f"Amount {amount} has more than 2 decimal places.", element="Line.Amount"
-        )
+        raise faults.business_validation(f"Amount {amount} has more than 2 decimal places.", element="Line.Amount")
     if us:
         detail.setdefault("TaxCodeRef", {"value": "NON"})
     elif taxed and "TaxCodeRef" not in detail:

@@ -109,9 +109,7 @@ def _check_simple(type_name: str, value: Any, path: str) -> None:
     if value is None:
         return
     if isinstance(value, dict | list):
-        raise unsupported_property(
-            f"Can not deserialize instance of {type_name} out of {_token(value)} token", path
-        )
+        raise unsupported_property(f"Can not deserialize instance of {type_name} out of {_token(value)} token", path)
     bad = False
     if kind == "decimal":
         bad = isinstance(value, bool) or not _is_number(value)

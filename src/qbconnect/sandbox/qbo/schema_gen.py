@@ -44,9 +44,7 @@ def _kind(simple: Any) -> str:
         base = getattr(base, "base_type", None)
     if base is not None or name in _INT_KINDS:
         return "int"
-    return {"decimal": "decimal", "boolean": "boolean", "date": "date", "dateTime": "dateTime"}.get(
-        prim, "string"
-    )
+    return {"decimal": "decimal", "boolean": "boolean", "date": "date", "dateTime": "dateTime"}.get(prim, "string")
 
 
 def build(xsd_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
@@ -90,7 +88,7 @@ def build(xsd_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]
                 children.append((child.local_name, cname, many))
                 todo.append((cname, ctype))
         complex_types[name] = (tuple(attrs), tuple(children), text_type)
-    elements = {name: schema.elements[name].type.local_name for name in ROOT_ELEMENTS}
+    elements = {name: str(schema.elements[name].type.local_name) for name in ROOT_ELEMENTS}
     return complex_types, simple_types, elements
 
 

@@ -146,9 +146,7 @@ def seed_company(company: Company, *, custom_txn_numbers: bool, multicurrency: b
                     "Taxable": value > 0,
                     "TaxGroup": False,
                     "SalesTaxRateList": {
-                        "TaxRateDetail": [
-                            {"TaxRateRef": ref(rate), "TaxTypeApplicable": "TaxOnAmount", "TaxOrder": 0}
-                        ]
+                        "TaxRateDetail": [{"TaxRateRef": ref(rate), "TaxTypeApplicable": "TaxOnAmount", "TaxOrder": 0}]
                     },
                     "PurchaseTaxRateList": {"TaxRateDetail": []},
                 },

@@ -70,8 +70,8 @@ class QboSandbox:
         self,
         *,
         client_id: str = "sandbox-client",
-        client_secret: str = "sandbox-secret",
-        verifier_token: str = "sandbox-verifier",
+        client_secret: str = "sandbox-secret",  # noqa: S107
+        verifier_token: str = "sandbox-verifier",  # noqa: S107
         access_token_ttl: int = 3600,
         refresh_token_ttl: int = 8726400,
         webhook_url: str | None = None,
@@ -170,7 +170,7 @@ class QboSandbox:
         with self.lock:
             return copy.deepcopy(list(self.company(realm_id).iter(_entity(entity))))
 
-    def get(self, realm_id: str, entity: str, id: str) -> dict[str, Any]:  # noqa: A002
+    def get(self, realm_id: str, entity: str, id: str) -> dict[str, Any]:
         with self.lock:
             return self.company(realm_id).read(_entity(entity), str(id))
 
