@@ -1,6 +1,7 @@
 """Regenerate ``schema_table.py`` from Intuit's XSD (developer tool, needs ``xmlschema``).
 
-Usage: ``python -m qbconnect.sandbox.qbo.schema_gen ../shared/reference/qbo/xsd > schema_table.py``
+Usage: ``python -m qbconnect.sandbox.qbo.schema_gen ../shared/reference/qbo/xsd src/qbconnect/sandbox/qbo/schema_table.py``
+(the table is rendered fully before the file is written: importing this package needs the old table).
 
 The emulator cannot ship Intuit's XSD, so it keeps a compact table derived from it: for every complex
 type reachable from the entities it emulates, the attribute names and the child elements in schema
@@ -122,7 +123,11 @@ def render(xsd_dir: Path) -> str:
 
 
 def main() -> None:
-    sys.stdout.write(render(Path(sys.argv[1])))
+    text = render(Path(sys.argv[1]))
+    if len(sys.argv) > 2:
+        Path(sys.argv[2]).write_text(text)
+    else:
+        sys.stdout.write(text)
 
 
 if __name__ == "__main__":
