@@ -1,6 +1,9 @@
 """Regenerate ``schema_table.py`` from Intuit's XSD (developer tool, needs ``xmlschema``).
 
-Usage: ``python -m qbconnect.sandbox.qbo.schema_gen ../shared/reference/qbo/xsd src/qbconnect/sandbox/qbo/schema_table.py``
+Usage (from the repository root)::
+
+    python -m qbconnect.sandbox.qbo.schema_gen ../shared/reference/qbo/xsd src/qbconnect/sandbox/qbo/schema_table.py
+
 (the table is rendered fully before the file is written: importing this package needs the old table).
 
 The emulator cannot ship Intuit's XSD, so it keeps a compact table derived from it: for every complex
