@@ -1,0 +1,260 @@
+"""``qbconnect demo``: the whole product on one machine, with no accounts.
+
+Starts the QuickBooks and HighLevel emulators, the service with its in-process worker (SQLite + SqliteHuey),
+installs the app in a demo CRM location and connects it to a demo QuickBooks company through the real OAuth
+flows, then plays live traffic: invoices sent, edited, paid and voided; order-form, calendar, membership
+and subscription payments (renewals too) and refunds; QuickBooks customers and payments that trigger review
+requests. The settings page shows it all as it happens.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import tempfile
+import threading
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import structlog
+from rich.console import Console
+
+from qbconnect.db.models import Location
+from qbconnect.sandbox.stack import Stack, start_stack
+
+log = structlog.get_logger(__name__)
+
+FIRST_NAMES = ["Ava", "Ben", "Chloe", "Diego", "Emma", "Farid", "Grace", "Hiro", "Isla", "Jonas", "Kira", "Liam"]
+LAST_NAMES = ["Baker", "Chen", "Diaz", "Evans", "Fischer", "Garcia", "Hughes", "Ito", "Jensen", "Khan", "Lopez"]
+PRODUCTS = [
+    ("Lawn care visit", "45.00"),
+    ("Hedge trimming", "80.00"),
+    ("Garden design", "250.00"),
+    ("Leaf removal", "60.00"),
+    ("Irrigation check", "95.50"),
+    ("Fertiliser pack", "32.99"),
+]
+RECEIPT_SOURCES: list[tuple[str, str | None, bool]] = [
+    ("funnel", "one_step_order_form", False),
+    ("funnel", "two_step_order_form", False),
+    ("funnel", "upsell", False),
+    ("website", "store", False),
+    ("calendar", "service", False),
+    ("membership", None, False),
+    ("funnel", "two_step_order_form", True),  # a subscription; it renews later
+    ("payment_link", None, False),
+]
+
+
+class DemoTraffic:
+    """Plays one random user action every ``interval`` seconds against the two emulators."""
+
+    def __init__(self, stack: Stack, location_id: str, realm_id: str, *, seed: int | None = None) -> None:
+        self.stack = stack
+        self.location_id = location_id
+        self.realm_id = realm_id
+        self.rng = random.Random(seed)
+        self.contacts: list[dict[str, Any]] = []
+        self.open_invoices: list[str] = []
+        self.subscriptions: list[str] = []
+        self.transactions: list[str] = []
+        self.qbo_customers: list[str] = []
+        self.actions: list[tuple[int, Callable[[], str]]] = [
+            (4, self.send_invoice),
+            (3, self.pay_invoice),
+            (1, self.edit_invoice),
+            (1, self.void_invoice),
+            (4, self.checkout),
+            (1, self.renew_subscription),
+            (1, self.refund),
+            (2, self.qbo_customer),
+            (2, self.qbo_first_invoice_paid),
+        ]
+
+    def step(self) -> str:
+        weights = [w for w, _ in self.actions]
+        action = self.rng.choices([a for _, a in self.actions], weights=weights)[0]
+        try:
+            return action()
+        except (ValueError, KeyError) as exc:  # e.g. nothing to pay yet
+            return f"skipped: {exc}"
+
+    # -- CRM side
+    def _contact(self) -> dict[str, Any]:
+        if self.contacts and self.rng.random() < 0.5:
+            return self.rng.choice(self.contacts)
+        first, last = self.rng.choice(FIRST_NAMES), self.rng.choice(LAST_NAMES)
+        email = f"{first}.{last}.{self.rng.randint(1, 9999)}@example.com".lower()
+        contact = self.stack.crm.create_contact(
+            self.location_id,
+            firstName=first,
+            lastName=last,
+            email=email,
+            phone=f"+1555{self.rng.randint(1000000, 9999999)}",
+        )
+        self.contacts.append(contact)
+        return contact
+
+    def _items(self, count: int | None = None) -> list[dict[str, Any]]:
+        picks = self.rng.sample(PRODUCTS, k=count or self.rng.randint(1, 3))
+        return [{"name": name, "amount": Decimal(price), "qty": self.rng.randint(1, 3)} for name, price in picks]
+
+    def send_invoice(self) -> str:
+        contact = self._contact()
+        discount = None
+        if self.rng.random() < 0.4:
+            discount = {"type": "percentage", "value": self.rng.choice([5, 10, 15])}
+        invoice = self.stack.crm.create_invoice(
+            self.location_id, contact_id=str(contact["id"]), items=self._items(), discount=discount
+        )
+        self.stack.crm.send_invoice(invoice["_id"])
+        self.open_invoices.append(invoice["_id"])
+        return f"CRM invoice {invoice.get('invoiceNumber')} sent to {contact.get('email')}"
+
+    def pay_invoice(self) -> str:
+        invoice_id = self.rng.choice(self.open_invoices)
+        due = Decimal(str(self.stack.crm.invoices[invoice_id]["amountDue"]))
+        amount = due if self.rng.random() < 0.6 else (due / 2).quantize(Decimal("0.01"))
+        self.stack.crm.record_invoice_payment(invoice_id, amount)
+        if amount == due:
+            self.open_invoices.remove(invoice_id)
+        return f"CRM invoice {invoice_id} paid {amount}"
+
+    def edit_invoice(self) -> str:
+        invoice_id = self.rng.choice(self.open_invoices)
+        self.stack.crm.update_invoice(invoice_id, discount={"type": "fixed", "value": Decimal("5.00")})
+        return f"CRM invoice {invoice_id} got an extra discount"
+
+    def void_invoice(self) -> str:
+        invoice_id = self.rng.choice(self.open_invoices)
+        self.stack.crm.void_invoice(invoice_id)
+        self.open_invoices.remove(invoice_id)
+        return f"CRM invoice {invoice_id} voided"
+
+    def checkout(self) -> str:
+        source_type, sub_type, subscription = self.rng.choice(RECEIPT_SOURCES)
+        contact = self._contact()
+        order = self.stack.crm.create_order(
+            self.location_id,
+            contact_id=str(contact["id"]),
+            source_type=source_type,
+            source_sub_type=sub_type,
+            items=self._items(1),
+            card_brand=self.rng.choice(["visa", "mastercard", "amex"]),
+            subscription=subscription,
+        )
+        crm = self.stack.crm
+        self.transactions.extend(str(t["_id"]) for t in crm.transactions.values() if t.get("entityId") == order["_id"])
+        self.subscriptions.extend(sid for sid, sub in crm.subscriptions.items() if sub.get("entityId") == order["_id"])
+        return f"{source_type}/{sub_type or '-'} payment from {contact.get('email')}"
+
+    def renew_subscription(self) -> str:
+        sub_id = self.rng.choice(self.subscriptions)
+        txn = self.stack.crm.renew_subscription(sub_id)
+        self.transactions.append(str(txn["_id"]))
+        return f"subscription {sub_id} renewed (no webhook: found by polling)"
+
+    def refund(self) -> str:
+        txn_id = self.rng.choice(self.transactions)
+        txn = self.stack.crm.transactions[txn_id]
+        left = Decimal(str(txn["amount"])) - Decimal(str(txn["amountRefunded"]))
+        amount = left if self.rng.random() < 0.5 else (left / 2).quantize(Decimal("0.01"))
+        self.stack.crm.refund_transaction(txn_id, amount)
+        self.transactions.remove(txn_id)
+        return f"transaction {txn_id} refunded {amount}"
+
+    # -- QuickBooks side
+    def qbo_customer(self) -> str:
+        first, last = self.rng.choice(FIRST_NAMES), self.rng.choice(LAST_NAMES)
+        n = self.rng.randint(1, 99999)
+        customer = self.stack.qbo.ui_create(
+            self.realm_id,
+            "Customer",
+            {
+                "DisplayName": f"{first} {last} {n}",
+                "GivenName": first,
+                "FamilyName": last,
+                "PrimaryEmailAddr": {"Address": f"{first}.{last}.{n}@example.org".lower()},
+            },
+        )
+        self.qbo_customers.append(str(customer["Id"]))
+        return f"QuickBooks customer {customer['DisplayName']} created"
+
+    def qbo_first_invoice_paid(self) -> str:
+        customer_id = self.rng.choice(self.qbo_customers)
+        self.qbo_customers.remove(customer_id)
+        items = self.stack.qbo.entities(self.realm_id, "Item")
+        item = next(i for i in items if i.get("Type") == "Service")
+        amount = Decimal(self.rng.choice(["120.00", "75.50", "300.00"]))
+        invoice = self.stack.qbo.ui_create(
+            self.realm_id,
+            "Invoice",
+            {
+                "CustomerRef": {"value": customer_id},
+                "Line": [
+                    {
+                        "Amount": amount,
+                        "DetailType": "SalesItemLineDetail",
+                        "SalesItemLineDetail": {"ItemRef": {"value": item["Id"]}, "Qty": 1, "UnitPrice": amount},
+                    }
+                ],
+            },
+        )
+        self.stack.qbo.ui_create(
+            self.realm_id,
+            "Payment",
+            {
+                "CustomerRef": {"value": customer_id},
+                "TotalAmt": amount,
+                "Line": [{"Amount": amount, "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}],
+            },
+        )
+        return f"QuickBooks invoice {invoice['Id']} paid in full (first invoice: review request)"
+
+
+def run_demo(*, port: int = 8000, stop: threading.Event | None = None, interval: float = 3.0) -> None:
+    stop = stop or threading.Event()
+    console = Console(soft_wrap=True)
+    data_dir = Path(tempfile.mkdtemp(prefix="qbconnect-demo-"))
+    admin_token = secrets.token_urlsafe(18)
+    stack = start_stack(
+        database_url=f"sqlite:///{data_dir / 'qbconnect.db'}",
+        queue_url=f"sqlite:///{data_dir / 'queue.db'}",
+        secret_key=secrets.token_urlsafe(32),
+        admin_token=admin_token,
+        service_port=port,
+        run_worker=True,
+        settings_overrides={"reconcile_interval_seconds": 60.0, "sweep_interval_seconds": 2.0},
+    )
+    try:
+        location_id = stack.install_crm_location(name="Greenleaf Gardening")
+        realm_id = stack.connect_quickbooks(location_id, name="Greenleaf Gardening LLC", country="US")
+        stack.qbo.seed_customers(realm_id, 25)
+        with stack.runtime.sessions.begin() as session:
+            location = session.get(Location, location_id)
+            if location is not None:
+                location.settings = {
+                    **(location.settings or {}),
+                    "review_link": "https://g.page/r/greenleaf-demo/review",
+                    "transaction_poll_minutes": 1,
+                }
+        stack.crm.start_webhook_delivery(0.2)
+        stack.qbo.start_webhook_delivery(0.5)
+        settings_url = f"{stack.service_url}/settings/integrations?location_id={location_id}"
+        console.print("\n[bold green]qbconnect demo is running[/bold green]")
+        console.print(f"  settings page : {settings_url}")
+        console.print(f"  log in at     : {stack.service_url}/login   admin token: [bold]{admin_token}[/bold]")
+        console.print(f"  health        : {stack.service_url}/healthz")
+        console.print(
+            f"  API           : curl -H 'Authorization: Bearer {admin_token}' "
+            f"{stack.service_url}/api/locations/{location_id}"
+        )
+        console.print(f"  QuickBooks emulator: {stack.qbo_url}   HighLevel emulator: {stack.crm_url}")
+        console.print(f"  data in {data_dir}\n  Ctrl-C to stop.\n")
+        traffic = DemoTraffic(stack, location_id, realm_id)
+        while not stop.wait(interval):
+            console.print(f"[dim]demo:[/dim] {traffic.step()}")
+    finally:
+        stack.stop()
