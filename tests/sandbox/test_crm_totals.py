@@ -1,4 +1,4 @@
-"""Invoice totals follow the CRM rule to the cent (docs/sandbox-crm.md)."""
+"""Invoice totals follow the CRM rule to the cent (docs/sandbox.md)."""
 
 from __future__ import annotations
 

@@ -134,7 +134,7 @@ def invoice_discount(discount: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def recompute(invoice: dict[str, Any]) -> None:
-    """Totals from items, discount and taxes (docs/sandbox-crm.md), then amountDue and paid status."""
+    """Totals from items, discount and taxes (docs/sandbox.md), then amountDue and paid status."""
     totals = compute_invoice_totals(invoice["invoiceItems"], invoice["discount"])
     invoice["totalSummary"] = {"subTotal": totals.sub_total, "discount": totals.discount, "tax": totals.tax}
     invoice["total"] = totals.total

@@ -1,4 +1,4 @@
-"""Invoice totals as the CRM computes them (the rule is written down in docs/sandbox-crm.md).
+"""Invoice totals as the CRM computes them (the rule is written down in docs/sandbox.md).
 
 All amounts are ``Decimal`` currency units, rounded half-up to the cent at each named step:
 line amount, discount, discount shares, and each tax of each line.

@@ -64,7 +64,7 @@ class DeliveredWebhook:
 
 
 class QboSandbox:
-    """Thread-safe in-memory QuickBooks Online: see docs/sandbox-qbo.md."""
+    """Thread-safe in-memory QuickBooks Online: see docs/sandbox.md."""
 
     def __init__(
         self,
