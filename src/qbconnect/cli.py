@@ -26,7 +26,7 @@ def _settings(*required: str) -> Settings:
         settings = Settings()
         settings.require(*required)
     except MissingSettingError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     return settings
 
@@ -185,5 +185,9 @@ def main() -> None:
     try:
         app()
     except MissingSettingError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
