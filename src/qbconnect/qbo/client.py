@@ -13,7 +13,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 import structlog
 
+from qbconnect.domain import jsonutil
 from qbconnect.errors import ErrorCategory, PermanentError, TransientError
 from qbconnect.qbo.faults import AuthenticationFailed, QboFault, Throttled, fault_in_body, parse_fault
 from qbconnect.qbo.tokens import TokenSource
@@ -233,7 +234,7 @@ class QboClient:
         headers = {"Accept": "application/json"}
         content: bytes | None = None
         if body is not None:
-            content = json.dumps(body, default=_json_default).encode("utf-8")
+            content = jsonutil.dumps(body)
             headers["Content-Type"] = "application/json"
         url = f"{self._company_url}/{path}"
         bound = log.bind(realm_id=self.realm_id, entity=entity, request_id=request_id)
@@ -355,14 +356,3 @@ def _json_body(response: httpx.Response) -> dict[str, Any] | None:
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        as_float = float(value) if value.is_finite() else None
-        if as_float is None or Decimal(repr(as_float)) != value:
-            raise ValueError(f"{value} cannot be sent to QuickBooks exactly")
-        return as_float
-    if isinstance(value, date):  # datetime is a date too
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
