@@ -6,23 +6,18 @@ Used by the end-to-end tests, the benchmarks and ``qbconnect demo``. Each piece 
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
+import httpx
 from sqlalchemy import select, update
 
 from qbconnect.clock import utcnow
 from qbconnect.config import Settings
-from qbconnect.connections import service
 from qbconnect.crm import oauth as crm_oauth
 from qbconnect.db.migrate import upgrade
-from qbconnect.db.models import SyncJob
-from qbconnect.qbo import oauth as qbo_oauth
-from qbconnect.qbo.client import QboClient
-from qbconnect.qbo.tokens import StaticTokenSource
+from qbconnect.db.models import Location, SyncJob
 from qbconnect.runtime import Runtime, build_runtime
 from qbconnect.sandbox.crm import CrmSandbox
 from qbconnect.sandbox.crm import create_app as create_crm_app
@@ -64,68 +59,50 @@ class Stack:
 
     # ------------------------------------------------------------------ connecting
     def install_crm_location(self, *, name: str = "Demo Location", country: str = "US") -> str:
-        """Install the app in a new CRM location through HighLevel's OAuth (choose location → code → token)."""
+        """Install the app in a new CRM location through HighLevel's OAuth and the service's own callback.
+
+        choose-location (auto-approved) → our ``/oauth/crm/callback?code=…`` → redirect to the settings page.
+        """
         location_id = self.crm.add_location(name=name, country=country)
         self.crm.next_location_id = location_id
-        redirect_uri = f"{self.service_url}/oauth/crm/callback"
         url = crm_oauth.install_url(
             auth_url=self.settings.crm_auth_url,
             client_id=CRM_CLIENT_ID,
-            redirect_uri=redirect_uri,
+            redirect_uri=f"{self.service_url}/oauth/crm/callback",
             scopes=crm_oauth.SCOPES,
         )
-        code = _follow_for_params(self.runtime, url)["code"]
-        tokens = crm_oauth.exchange_code(
-            self.runtime.http,
-            token_url=self.settings.crm_token_endpoint,
-            client_id=CRM_CLIENT_ID,
-            client_secret=CRM_CLIENT_SECRET,
-            code=code,
-            redirect_uri=redirect_uri,
-            now=utcnow(),
-        )
+        callback = _redirect_target(self.runtime.http.get(url, follow_redirects=False), "CRM install")
+        landed = _redirect_target(self.runtime.http.get(callback, follow_redirects=False), "our CRM callback")
+        if "/settings/integrations" not in landed:
+            raise OAuthFlowError(f"the CRM callback sent us to {landed}")
+        # HighLevel's token answer carries no location name; the emulator knows it, so record it here.
         with self.runtime.sessions.begin() as session:
-            service.install_location(self.runtime, session, tokens, name=name)
+            location = session.get(Location, location_id)
+            if location is not None and not location.name:
+                location.name = name
         return location_id
 
     def connect_quickbooks(self, location_id: str, *, realm_id: str | None = None, **company: Any) -> str:
-        """Connect a location to a new (or given) sandbox company through Intuit's OAuth."""
+        """Connect a location to a new (or given) sandbox company through the service's "QB Connect" flow.
+
+        ``/connect/quickbooks`` (admin) → Intuit's authorize page (auto-approved) → our
+        ``/oauth/quickbooks/callback`` → redirect to the settings page. Raises OAuthFlowError on refusal.
+        """
         realm_id = realm_id or self.qbo.add_company(**company)
         self.qbo.next_realm_id = realm_id
-        redirect_uri = f"{self.service_url}/oauth/quickbooks/callback"
-        url = qbo_oauth.authorize_url(
-            auth_url=self.settings.qbo_auth_url,
-            client_id=QBO_CLIENT_ID,
-            redirect_uri=redirect_uri,
-            state=secrets.token_urlsafe(16),
+        http = self.runtime.http
+        start = http.get(
+            f"{self.service_url}/connect/quickbooks",
+            params={"location_id": location_id},
+            headers={"Authorization": f"Bearer {self.settings.secret('admin_token')}"},
+            follow_redirects=False,
         )
-        params = _follow_for_params(self.runtime, url)
-        tokens = qbo_oauth.exchange_code(
-            self.runtime.http,
-            token_url=self.settings.qbo_token_url,
-            client_id=QBO_CLIENT_ID,
-            client_secret=QBO_CLIENT_SECRET,
-            code=params["code"],
-            redirect_uri=redirect_uri,
-            now=utcnow(),
-        )
-        client = QboClient(
-            realm_id=params["realmId"],
-            api_base=self.settings.qbo_api_base_url,
-            tokens=StaticTokenSource(tokens.access_token),
-            http=self.runtime.http,
-        )
-        with self.runtime.sessions.begin() as session:
-            service.connect_quickbooks(
-                self.runtime,
-                session,
-                location_id=location_id,
-                realm_id=params["realmId"],
-                tokens=tokens,
-                company_info=client.company_info(),
-                preferences=client.preferences(),
-            )
-        return params["realmId"]
+        authorize = _redirect_target(start, "QB Connect")
+        callback = _redirect_target(http.get(authorize, follow_redirects=False), "Intuit's authorize page")
+        landed = _redirect_target(http.get(callback, follow_redirects=False), "our QuickBooks callback")
+        if "/settings/integrations" not in landed:
+            raise OAuthFlowError(f"the QuickBooks callback sent us to {landed}")
+        return realm_id
 
     # ------------------------------------------------------------------ running jobs without a queue
     def deliver_webhooks(self) -> int:
@@ -164,13 +141,24 @@ class Stack:
         raise TimeoutError(f"jobs still pending after {timeout}s")
 
 
-def _follow_for_params(runtime: Runtime, url: str) -> dict[str, str]:
-    """GET an authorize URL and read the query of the redirect it answers with (auto-approve)."""
-    response = runtime.http.get(url, follow_redirects=False)
+class OAuthFlowError(RuntimeError):
+    """A step of an OAuth round trip did not answer with the expected redirect."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+def _redirect_target(response: httpx.Response, step: str) -> str:
+    """The absolute URL a redirect answer points to; OAuthFlowError when the step answered otherwise."""
     if response.status_code not in (302, 303, 307):
-        raise RuntimeError(f"authorize answered {response.status_code}: {response.text[:200]}")
-    query = parse_qs(urlparse(response.headers["location"]).query)
-    return {key: values[0] for key, values in query.items()}
+        raise OAuthFlowError(
+            f"{step} answered {response.status_code}: {response.text[:300]}",
+            status=response.status_code,
+            body=response.text,
+        )
+    return str(response.request.url.join(response.headers["location"]))
 
 
 def start_stack(

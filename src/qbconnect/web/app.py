@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from qbconnect.runtime import Runtime
-from qbconnect.web import health, webhooks
+from qbconnect.web import api, auth, health, oauth, pages, webhooks
+from qbconnect.web.templating import STATIC_DIR
 from qbconnect.worker import Queue, Ticker, start_consumer
 
 
@@ -38,4 +40,10 @@ def create_app(runtime: Runtime, *, queue: Queue | None = None, run_worker: bool
     app.state.queue = queue
     app.include_router(health.router)
     app.include_router(webhooks.router)
+    app.include_router(auth.router)
+    app.include_router(oauth.router)
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.add_exception_handler(auth.LoginRequired, auth.login_required_handler)
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     return app

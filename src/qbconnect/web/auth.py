@@ -1,0 +1,223 @@
+"""Admin authentication: a bearer token for scripts, a signed session cookie for the pages, CSRF on forms.
+
+- ``Authorization: Bearer $QBCONNECT_ADMIN_TOKEN`` works everywhere admin access is needed.
+- ``GET /login`` shows a token form; ``POST /login`` checks the token and sets ``qbc_session``: an
+  HttpOnly, SameSite=Lax cookie ``base64url(json {sid, exp}) "." HMAC`` (key derived from
+  ``QBCONNECT_SECRET_KEY``, purpose ``admin-session``). No server-side session store is needed.
+- Every POST form carries ``csrf_token`` = HMAC(purpose ``csrf``, session id). Requests authenticated by
+  the bearer token need none (no ambient credential to abuse). JSON API writes made with the cookie must
+  send the token in ``X-CSRF-Token``. The login form itself uses a double-submit cookie.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.exceptions import HTTPException
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from qbconnect.db.crypto import derive_key
+from qbconnect.runtime import Runtime
+from qbconnect.web.templating import templates
+
+SESSION_COOKIE = "qbc_session"
+LOGIN_CSRF_COOKIE = "qbc_login_csrf"
+SESSION_SECONDS = 12 * 3600
+CSRF_HEADER = "x-csrf-token"
+
+router = APIRouter()
+
+
+@dataclass(frozen=True)
+class Admin:
+    via: Literal["bearer", "session"]
+    session_id: str | None
+    csrf_token: str | None
+
+
+class LoginRequired(Exception):
+    """A page needs the admin session; answered with a redirect to ``/login``."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _mac(runtime: Runtime, purpose: str, message: str) -> str:
+    key = derive_key(runtime.settings.secret("secret_key"), purpose)
+    return _b64(hmac.new(key, message.encode(), hashlib.sha256).digest())
+
+
+def make_session_cookie(runtime: Runtime, *, now: float | None = None) -> str:
+    payload = _b64(
+        json.dumps({"sid": secrets.token_urlsafe(18), "exp": int((now or time.time()) + SESSION_SECONDS)}).encode()
+    )
+    return f"{payload}.{_mac(runtime, 'admin-session', payload)}"
+
+
+def read_session_cookie(runtime: Runtime, value: str | None, *, now: float | None = None) -> str | None:
+    """The session id of a valid, unexpired cookie, else None."""
+    if not value:
+        return None
+    payload, sep, signature = value.partition(".")
+    if not sep or not hmac.compare_digest(signature, _mac(runtime, "admin-session", payload)):
+        return None
+    try:
+        data = json.loads(_unb64(payload))
+        sid, expires = str(data["sid"]), int(data["exp"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if expires < (now or time.time()):
+        return None
+    return sid
+
+
+def csrf_token_for(runtime: Runtime, session_id: str) -> str:
+    return _mac(runtime, "csrf", session_id)
+
+
+def bearer_ok(runtime: Runtime, header: str | None) -> bool:
+    if not header or not header.lower().startswith("bearer "):
+        return False
+    expected = runtime.settings.admin_token
+    if expected is None or not expected.get_secret_value():
+        return False
+    return hmac.compare_digest(header[7:].strip().encode(), expected.get_secret_value().encode())
+
+
+def admin_of(request: Request) -> Admin | None:
+    runtime = _runtime(request)
+    if bearer_ok(runtime, request.headers.get("authorization")):
+        return Admin(via="bearer", session_id=None, csrf_token=None)
+    sid = read_session_cookie(runtime, request.cookies.get(SESSION_COOKIE))
+    if sid is not None:
+        return Admin(via="session", session_id=sid, csrf_token=csrf_token_for(runtime, sid))
+    return None
+
+
+def require_api_admin(request: Request) -> Admin:
+    """Dependency for ``/api/*``: 401 without credentials; cookie-authenticated writes need X-CSRF-Token."""
+    admin = admin_of(request)
+    if admin is None:
+        raise HTTPException(
+            status_code=401,
+            detail="admin authentication required (Authorization: Bearer <QBCONNECT_ADMIN_TOKEN>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if request.method not in ("GET", "HEAD", "OPTIONS") and admin.via == "session":
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not admin.csrf_token or not hmac.compare_digest(sent, admin.csrf_token):
+            raise HTTPException(status_code=403, detail="missing or wrong X-CSRF-Token header")
+    return admin
+
+
+def require_page_admin(request: Request) -> Admin:
+    """Dependency for ``/settings/*`` and ``/connect/*``: redirects to the login page without credentials."""
+    admin = admin_of(request)
+    if admin is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(target)
+    return admin
+
+
+def check_form_csrf(admin: Admin, token: str | None) -> None:
+    """POST forms: the session's CSRF token must come back (bearer requests need none)."""
+    if admin.via == "bearer":
+        return
+    if not token or not admin.csrf_token or not hmac.compare_digest(token, admin.csrf_token):
+        raise HTTPException(
+            status_code=403, detail="This form has expired or was not sent from our page; reload and try again."
+        )
+
+
+def safe_next(value: str | None) -> str:
+    """Only local paths are followed after login (no open redirect)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/settings/integrations"
+    return value
+
+
+def _secure(request: Request) -> bool:
+    return _runtime(request).settings.public_url.startswith("https://")
+
+
+async def login_required_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LoginRequired)
+    return RedirectResponse(f"/login?next={quote(exc.next_url, safe='')}", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str | None = None) -> Response:
+    token = secrets.token_urlsafe(18)
+    response = templates.TemplateResponse(
+        request, "login.html", {"next": safe_next(next), "csrf_token": token, "error": None}
+    )
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="lax", secure=_secure(request), max_age=3600)
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login_submit(
+    request: Request,
+    token: str = Form(""),
+    csrf_token: str = Form(""),
+    next: str = Form("/settings/integrations"),
+) -> Response:
+    runtime = _runtime(request)
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    target = safe_next(next)
+    if not cookie or not hmac.compare_digest(cookie, csrf_token):
+        error = "This login form has expired; please try again."
+    elif not bearer_ok(runtime, f"Bearer {token}"):
+        error = "That admin token is not right."
+    else:
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            make_session_cookie(runtime),
+            httponly=True,
+            samesite="lax",
+            secure=_secure(request),
+            max_age=SESSION_SECONDS,
+            path="/",
+        )
+        response.delete_cookie(LOGIN_CSRF_COOKIE)
+        return response
+    fresh = secrets.token_urlsafe(18)
+    page = templates.TemplateResponse(
+        request, "login.html", {"next": target, "csrf_token": fresh, "error": error}, status_code=401
+    )
+    page.set_cookie(LOGIN_CSRF_COOKIE, fresh, httponly=True, samesite="lax", secure=_secure(request), max_age=3600)
+    return page
+
+
+@router.post("/logout")
+def logout(request: Request, csrf_token: str = Form("")) -> Response:
+    admin = admin_of(request)
+    if admin is not None:
+        check_form_csrf(admin, csrf_token)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response

@@ -1,0 +1,25 @@
+"""The Jinja2 environment of the pages (templates/ beside this module) and its filters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from fastapi.templating import Jinja2Templates
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+
+templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%b %d, %Y %H:%M UTC") if value else "—"
+
+
+def _day(value: datetime | None) -> str:
+    return value.strftime("%b %d, %Y") if value else "—"
+
+
+templates.env.filters["when"] = _when
+templates.env.filters["day"] = _day
