@@ -80,3 +80,31 @@ def test_serve_answers_healthz_with_its_in_process_worker(tmp_path: Path) -> Non
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_sandbox_commands_serve_each_emulator(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    env["PYTHONPATH"] = str(REPO / "src")
+    for platform, probe in (("qbo", "/_sandbox/requests"), ("crm", "/_sandbox/requests")):
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "qbconnect.cli", "sandbox", platform, "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    response = httpx.get(f"http://127.0.0.1:{port}{probe}", timeout=2)
+                    break
+                except httpx.TransportError:
+                    assert proc.poll() is None, f"{platform} sandbox exited"
+                    assert time.monotonic() < deadline
+                    time.sleep(0.2)
+            assert response.status_code == 200, (platform, response.text)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)

@@ -137,10 +137,11 @@ def retry(activity_id: Annotated[int, typer.Argument(help="Sync log row to retry
 @app.command()
 def sandbox(
     platform: Annotated[str, typer.Argument(help="qbo or crm")],
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 0,
+    port: Annotated[int, typer.Option(help="Port to listen on (default 9001 for qbo, 9002 for crm).")] = 0,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    webhook_url: Annotated[str | None, typer.Option(help="Where the emulator sends its webhooks.")] = None,
 ) -> None:
-    """Run one platform emulator alone (QuickBooks Online or HighLevel)."""
+    """Run one platform emulator alone (QuickBooks Online or HighLevel), with one company/location."""
     import uvicorn
 
     configure_logging(json=False)
@@ -148,25 +149,30 @@ def sandbox(
         from qbconnect.sandbox.qbo import QboSandbox
         from qbconnect.sandbox.qbo import create_app as create_qbo
 
-        qbo = QboSandbox()
+        qbo = QboSandbox(webhook_url=webhook_url)
         realm = qbo.add_company()
-        console.print(f"QuickBooks sandbox: company realm {realm}")
+        typer.echo(f"QuickBooks sandbox: company realm {realm}; client id {qbo.client_id}, secret {qbo.client_secret},")
+        typer.echo(f"webhook verifier token {qbo.verifier_token}; control API under /_sandbox/")
+        if webhook_url:
+            qbo.start_webhook_delivery()
         web = create_qbo(qbo)
         default_port = 9001
     elif platform == "crm":
         from qbconnect.sandbox.crm import CrmSandbox
         from qbconnect.sandbox.crm import create_app as create_crm
 
-        crm = CrmSandbox()
+        crm = CrmSandbox(webhook_url=webhook_url)
         location = crm.add_location()
-        console.print(f"HighLevel sandbox: location {location}")
-        console.print(f"webhook public key (QBCONNECT_CRM_WEBHOOK_PUBLIC_KEY): {crm.webhook_public_key}")
+        typer.echo(f"HighLevel sandbox: location {location}; client id {crm.client_id}, secret {crm.client_secret}")
+        typer.echo(f"webhook public key (QBCONNECT_CRM_WEBHOOK_PUBLIC_KEY): {crm.webhook_public_key}")
+        if webhook_url:
+            crm.start_webhook_delivery()
         web = create_crm(crm)
         default_port = 9002
     else:
-        console.print("[red]error:[/red] platform must be 'qbo' or 'crm'")
+        typer.echo("error: platform must be 'qbo' or 'crm'", err=True)
         raise typer.Exit(2)
-    uvicorn.run(web, host=host, port=port or default_port, log_level="info")
+    uvicorn.run(web, host=host, port=port or default_port, log_level="warning")
 
 
 @app.command()
