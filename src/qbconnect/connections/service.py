@@ -66,6 +66,12 @@ def connect_quickbooks(
     connection = session.execute(
         select(QboConnection).where(QboConnection.location_id == location_id)
     ).scalar_one_or_none()
+    if connection is not None and connection.active_realm_id not in (None, realm_id):
+        # Links point at the other company's ids: switching needs an explicit Disconnect first.
+        raise RealmConflictError(
+            f"This location is connected to another QuickBooks company ({connection.company_name or connection.realm_id}). "
+            "Disconnect it first to switch companies."
+        )
     now = utcnow()
     if connection is None:
         connection = QboConnection(location_id=location_id, realm_id=realm_id, token_version=0)

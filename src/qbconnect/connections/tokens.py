@@ -129,6 +129,9 @@ class DbCrmTokenSource:
         location = session.execute(stmt).scalar_one_or_none()
         if location is None or location.crm_status == "uninstalled" or location.crm_access_token is None:
             raise AuthError("The app is not installed in this CRM location", code="not_installed")
+        if location.crm_status == "needs_reconnect":
+            # HighLevel already refused the saved refresh token: reinstalling the app stores a new one.
+            raise AuthError("HighLevel refused the app's authorization; reinstall the app", code="needs_reconnect")
         return location
 
     def access_token(self) -> str:

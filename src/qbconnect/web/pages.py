@@ -163,22 +163,31 @@ def _find_preview_hook() -> Callable[..., Any] | None:
     return None
 
 
-def review_preview(settings: LocationSettings, business_name: str) -> tuple[dict[str, str] | None, str | None]:
-    """(preview, why-not): the message as a customer would get it, with a sample first name."""
-    link = str(settings.review_link) if settings.review_link else "https://example.com/your-review-link"
+def review_preview(settings: LocationSettings, business_name: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(preview, why-not): the message as a customer would get it, with a sample first name.
+
+    Uses the review feature's ``preview_review_message`` (a dict with subject/html/text/status) when it
+    exists, else renders with :func:`qbconnect.domain.review.render_review_message`.
+    """
     hook = _find_preview_hook()
     try:
         if hook is not None:
-            try:
-                subject, html, text = hook(settings, business_name=business_name)
-            except TypeError:
-                hook = None
-        if hook is None:
-            template = f"Subject: {settings.review_subject}\n{settings.review_message}"
-            subject, html, text = render_review_message(template, PREVIEW_NAME, business_name, link)
+            result = hook(settings, business_name)
+            if isinstance(result, dict):
+                return dict(result), None
+        link = str(settings.review_link) if settings.review_link else "https://example.com/your-review-link"
+        template = f"Subject: {settings.review_subject}\n{settings.review_message}"
+        subject, html, text = render_review_message(template, PREVIEW_NAME, business_name, link)
     except ValueError as exc:
         return None, f"The message cannot be shown: {exc}"
-    return {"subject": subject, "html": html, "text": text}, None
+    channel = settings.review_request_channel
+    return {
+        "channel": channel,
+        "subject": subject if channel == "Email" else None,
+        "html": html if channel == "Email" else None,
+        "text": text,
+        "status": None,
+    }, None
 
 
 def sync_rows(session: Session, location_id: str) -> list[dict[str, Any]]:
