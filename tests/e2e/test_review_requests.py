@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -9,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from qbconnect.crm.client import CrmClient
-from qbconnect.db.models import Activity, Link, Location, ReviewRequest
+from qbconnect.db.models import Activity, Link, Location, QboConnection, ReviewRequest
 from qbconnect.errors import TransientError
 from qbconnect.sandbox.stack import Stack
 from qbconnect.sync import jobs
@@ -61,10 +62,10 @@ def pay(c: Connected, customer_id: str, invoice_id: str, amount: str) -> str:
     return str(c.stack.qbo.ui_create(c.realm_id, "Payment", body)["Id"])
 
 
-def run(stack: Stack) -> None:
-    while stack.deliver_webhooks():
+def run(running: Stack) -> None:
+    while running.deliver_webhooks():
         pass
-    stack.drain()
+    running.drain()
 
 
 def messages(c: Connected) -> list[dict[str, Any]]:
@@ -270,7 +271,7 @@ def test_off_sends_nothing_and_does_not_use_up_the_request(
     c = connected
     set_settings(c, **settings)
     fay = customer(c, "Fay", email="fay@example.com")
-    payment_id = pay(c, fay, invoice(c, fay, "25.00", "2025-01-03"), "25.00")
+    pay(c, fay, invoice(c, fay, "25.00", "2025-01-03"), "25.00")
     run(c.stack)
     assert messages(c) == []
     activity = payment_activities(c)[-1]
@@ -388,10 +389,6 @@ def test_a_payment_recorded_before_connecting_is_history(connected: Connected) -
     c.stack.qbo.flush_webhooks(drop=True)
     created = c.stack.qbo.get(c.realm_id, "Payment", payment_id)["MetaData"]["CreateTime"]
     # Pretend the connection was made a day after the payment.
-    from datetime import datetime, timedelta
-
-    from qbconnect.db.models import QboConnection
-
     when = datetime.fromisoformat(str(created).replace("Z", "+00:00")) + timedelta(days=1)
     with c.stack.runtime.sessions.begin() as session:
         conn = session.execute(select(QboConnection).where(QboConnection.location_id == c.location_id)).scalar_one()
