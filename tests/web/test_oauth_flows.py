@@ -29,11 +29,11 @@ from tests.support.stack_fixtures import Connected, connected, stack  # noqa: F4
 ADMIN = {"Authorization": f"Bearer {TEST_ADMIN}"}
 
 
-def http(stack: Stack) -> httpx.Client:
+def http(stack: Stack) -> httpx.Client:  # noqa: F811
     return httpx.Client(base_url=stack.service_url, headers=ADMIN, follow_redirects=False, timeout=30)
 
 
-def authorize_redirect(stack: Stack, location_id: str) -> str:
+def authorize_redirect(stack: Stack, location_id: str) -> str:  # noqa: F811
     """``/connect/quickbooks`` → the Intuit authorize URL (not yet visited)."""
     with http(stack) as client:
         answer = client.get("/connect/quickbooks", params={"location_id": location_id})
@@ -41,7 +41,7 @@ def authorize_redirect(stack: Stack, location_id: str) -> str:
     return answer.headers["location"]
 
 
-def callback_url(stack: Stack, location_id: str, realm_id: str) -> str:
+def callback_url(stack: Stack, location_id: str, realm_id: str) -> str:  # noqa: F811
     """Go through Intuit's (auto-approving) authorize step; return our callback URL, not yet visited."""
     stack.qbo.next_realm_id = realm_id
     answer = httpx.get(authorize_redirect(stack, location_id), follow_redirects=False)
@@ -153,7 +153,7 @@ def test_user_cancelling_at_intuit_shows_a_page(stack: Stack) -> None:  # noqa: 
 
 
 def test_realm_connected_elsewhere_is_refused(connected: Connected) -> None:  # noqa: F811
-    stack = connected.stack
+    stack = connected.stack  # noqa: F811
     other = stack.install_crm_location(name="Second Shop")
     answer = httpx.get(callback_url(stack, other, connected.realm_id))
     assert answer.status_code == 409
@@ -164,12 +164,12 @@ def test_realm_connected_elsewhere_is_refused(connected: Connected) -> None:  # 
 
 
 def test_switching_company_needs_a_disconnect_first(connected: Connected) -> None:  # noqa: F811
-    stack = connected.stack
+    stack = connected.stack  # noqa: F811
     answer = httpx.get(callback_url(stack, connected.location_id, stack.qbo.add_company(name="Other Books")))
     assert answer.status_code == 409 and "Disconnect it first" in answer.text
 
 
-def _fail_auth_job(stack: Stack, location_id: str) -> None:
+def _fail_auth_job(stack: Stack, location_id: str) -> None:  # noqa: F811
     with stack.runtime.sessions.begin() as session:
         job_id = jobs.enqueue(session, location_id, routing.INVOICE, "inv-missed", "InvoiceSent webhook")
         job = session.get(SyncJob, job_id)
@@ -179,7 +179,7 @@ def _fail_auth_job(stack: Stack, location_id: str) -> None:
 
 
 def test_invalid_grant_needs_reconnect_then_reconnect_resumes_with_catch_up(connected: Connected) -> None:  # noqa: F811
-    stack, location_id = connected.stack, connected.location_id
+    stack, location_id = connected.stack, connected.location_id  # noqa: F811
     _fail_auth_job(stack, location_id)
     stack.qbo.revoke_all()
     stack.qbo.expire_access_tokens()
@@ -210,7 +210,9 @@ def test_invalid_grant_needs_reconnect_then_reconnect_resumes_with_catch_up(conn
     stack.connect_quickbooks(location_id, realm_id=connected.realm_id)
     with stack.runtime.sessions() as session:
         conn = session.execute(select(QboConnection)).scalar_one()
-        pending = {(j.kind, j.entity_id) for j in session.execute(select(SyncJob).where(SyncJob.state == "pending")).scalars()}
+        pending = {
+            (j.kind, j.entity_id) for j in session.execute(select(SyncJob).where(SyncJob.state == "pending")).scalars()
+        }
     assert conn.status == "connected" and conn.status_reason is None
     assert (routing.INVOICE, "inv-missed") in pending
     for kind in (routing.INVOICE_RECONCILE, routing.TRANSACTION_POLL, routing.QBO_CDC):
@@ -220,7 +222,7 @@ def test_invalid_grant_needs_reconnect_then_reconnect_resumes_with_catch_up(conn
 
 
 def test_disconnect_revokes_at_intuit_and_keeps_history(connected: Connected) -> None:  # noqa: F811
-    stack, location_id = connected.stack, connected.location_id
+    stack, location_id = connected.stack, connected.location_id  # noqa: F811
     cipher = stack.runtime.cipher
     with stack.runtime.sessions() as session:
         conn = session.execute(select(QboConnection)).scalar_one()
@@ -261,10 +263,12 @@ def test_disconnect_revokes_at_intuit_and_keeps_history(connected: Connected) ->
 
 
 def test_database_file_holds_no_plaintext_token(connected: Connected, tmp_path: Path) -> None:  # noqa: F811
-    stack = connected.stack
+    stack = connected.stack  # noqa: F811
     # One refresh too, so several generations of tokens have passed through the database.
     with stack.runtime.sessions() as session:
-        old_access = stack.runtime.cipher.decrypt(session.execute(select(QboConnection)).scalar_one().access_token or "")
+        old_access = stack.runtime.cipher.decrypt(
+            session.execute(select(QboConnection)).scalar_one().access_token or ""
+        )
     DbQboTokenSource(stack.runtime, connected.location_id).force_refresh(old_access)
     secrets: set[str] = set(stack.qbo._access) | set(stack.qbo._refresh)
     cipher = stack.runtime.cipher

@@ -68,8 +68,9 @@ def connect_quickbooks(
     ).scalar_one_or_none()
     if connection is not None and connection.active_realm_id not in (None, realm_id):
         # Links point at the other company's ids: switching needs an explicit Disconnect first.
+        current = connection.company_name or connection.realm_id
         raise RealmConflictError(
-            f"This location is connected to another QuickBooks company ({connection.company_name or connection.realm_id}). "
+            f"This location is connected to another QuickBooks company ({current}). "
             "Disconnect it first to switch companies."
         )
     now = utcnow()

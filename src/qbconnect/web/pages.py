@@ -22,7 +22,7 @@ from qbconnect import location_settings
 from qbconnect.connections import flows
 from qbconnect.connections.activity_log import DIRECTION_WORDS, STATUS_WORDS, kind_title, list_activity
 from qbconnect.connections.overview import customer_import_progress, token_health
-from qbconnect.connections.qbo_lists import PickLists, pick_lists
+from qbconnect.connections.qbo_lists import pick_lists
 from qbconnect.db.models import Activity, Location, QboConnection
 from qbconnect.domain.review import render_review_message
 from qbconnect.domain.sources import ReceiptKind
@@ -220,8 +220,7 @@ def _connection(session: Session, location_id: str) -> QboConnection | None:
 def render_page(
     request: Request,
     admin: Admin,
-    location: Location,
-    session: Session,
+    location_id: str,
     *,
     flashes: list[str] | None = None,
     problem: str | None = None,
@@ -229,39 +228,47 @@ def render_page(
     errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
+    """The page. Call it with no session open: SQLite sessions hold the write lock, and the pick lists
+    may need a token refresh (its own transaction) before the page's own reads."""
     runtime = _runtime(request)
-    settings = location_settings.load(location.settings)
-    connection = _connection(session, location.id)
-    connected = connection is not None and connection.active_realm_id is not None
-    needs_reconnect = connected and connection is not None and connection.status == "needs_reconnect"
-    lists: PickLists | None = None
-    if connection is not None and connected and not needs_reconnect:
-        lists = pick_lists(runtime, location.id, connection.realm_id)
-    values = form_values(settings)
-    values.update(raw_values or {})
-    business = (connection.company_name if connection else None) or location.name or "our business"
-    preview, preview_error = review_preview(settings, business)
-    context = {
-        "location": location,
-        "connection": connection,
-        "connected": connected,
-        "needs_reconnect": needs_reconnect,
-        "health": token_health(connection),
-        "syncing": is_syncing(session, location.id),
-        "values": values,
-        "errors": errors or {},
-        "lists": lists,
-        "review_active": settings.review_requests_active,
-        "preview": preview,
-        "preview_error": preview_error,
-        "receipt_kinds": [(kind.value, words) for kind, words in RECEIPT_KIND_WORDS.items()],
-        "import_progress": customer_import_progress(location),
-        "rows": sync_rows(session, location.id),
-        "poll": True,
-        "flashes": flashes or [],
-        "problem": problem,
-        "csrf_token": admin.csrf_token,
-    }
+    with runtime.sessions() as session:
+        connection = _connection(session, location_id)
+        realm_id = connection.realm_id if connection is not None else None
+        usable = connection is not None and connection.active_realm_id is not None and connection.status == "connected"
+    lists = pick_lists(runtime, location_id, realm_id) if usable and realm_id else None
+    with runtime.sessions() as session:
+        location = session.get(Location, location_id)
+        if location is None:
+            return problem_page(request, 404, "Unknown location", f"No location {location_id} has installed the app.")
+        settings = location_settings.load(location.settings)
+        connection = _connection(session, location_id)
+        connected = connection is not None and connection.active_realm_id is not None
+        needs_reconnect = connected and connection is not None and connection.status == "needs_reconnect"
+        values = form_values(settings)
+        values.update(raw_values or {})
+        business = (connection.company_name if connection else None) or location.name or "our business"
+        preview, preview_error = review_preview(settings, business)
+        context = {
+            "location": location,
+            "connection": connection,
+            "connected": connected,
+            "needs_reconnect": needs_reconnect,
+            "health": token_health(connection),
+            "syncing": is_syncing(session, location.id),
+            "values": values,
+            "errors": errors or {},
+            "lists": lists,
+            "review_active": settings.review_requests_active,
+            "preview": preview,
+            "preview_error": preview_error,
+            "receipt_kinds": [(kind.value, words) for kind, words in RECEIPT_KIND_WORDS.items()],
+            "import_progress": customer_import_progress(location),
+            "rows": sync_rows(session, location.id),
+            "poll": True,
+            "flashes": flashes or [],
+            "problem": problem,
+            "csrf_token": admin.csrf_token,
+        }
     return templates.TemplateResponse(request, "integrations.html", context, status_code=status_code)
 
 
@@ -300,11 +307,10 @@ def integrations(
             return templates.TemplateResponse(
                 request, "locations.html", {"locations": rows, "csrf_token": admin.csrf_token}
             )
-        location = session.get(Location, location_id)
-        if location is None:
+        if session.get(Location, location_id) is None:
             return problem_page(request, 404, "Unknown location", f"No location {location_id} has installed the app.")
-        flashes = [text for flag, text in FLASHES.items() if request.query_params.get(flag)]
-        return render_page(request, admin, location, session, flashes=flashes)
+    flashes = [text for flag, text in FLASHES.items() if request.query_params.get(flag)]
+    return render_page(request, admin, location_id, flashes=flashes)
 
 
 @router.get("/settings/integrations/sync-log", response_class=HTMLResponse)
@@ -341,17 +347,17 @@ async def save_settings(request: Request, admin: Admin = Depends(require_page_ad
                 errors = field_errors(exc)
             else:
                 location.settings = location_settings.dump(updated)
-                return _back(location_id, "saved")
-        return render_page(
-            request,
-            admin,
-            location,
-            session,
-            problem="The settings were not saved: please fix the fields marked below.",
-            raw_values=submitted.raw,
-            errors=errors,
-            status_code=422,
-        )
+    if not errors:
+        return _back(location_id, "saved")
+    return render_page(
+        request,
+        admin,
+        location_id,
+        problem="The settings were not saved: please fix the fields marked below.",
+        raw_values=submitted.raw,
+        errors=errors,
+        status_code=422,
+    )
 
 
 @router.post("/settings/integrations/disconnect", response_class=HTMLResponse)
