@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from qbconnect.crm.client import CrmClient
-from qbconnect.db.models import Activity, Link, Location, QboConnection, ReviewRequest
+from qbconnect.db.models import Activity, Location, QboConnection, ReviewRequest
 from qbconnect.errors import TransientError
 from qbconnect.sandbox.stack import Stack
 from qbconnect.sync import jobs
@@ -286,7 +286,7 @@ def test_off_sends_nothing_and_does_not_use_up_the_request(
     assert len(messages(c)) == 1
 
 
-def test_sms_channel_with_a_custom_template_and_the_linked_contact(connected: Connected) -> None:  # noqa: F811
+def test_sms_channel_with_a_custom_template_to_the_existing_contact(connected: Connected) -> None:  # noqa: F811
     c = connected
     set_settings(
         c,
@@ -294,16 +294,14 @@ def test_sms_channel_with_a_custom_template_and_the_linked_contact(connected: Co
         review_request_channel="SMS",
         review_message="Thanks {first_name}! Review {business_name}: {review_link}",
     )
-    linked = c.stack.crm.create_contact(c.location_id, firstName="Gus", phone="+15550111", email="gus@work.example")
-    gus = customer(c, "Gustav", email="gus@home.example")
-    with c.stack.runtime.sessions.begin() as session:
-        session.add(Link(location_id=c.location_id, kind="customer", crm_id=linked["id"], qbo_id=gus, data={}))
+    existing = c.stack.crm.create_contact(c.location_id, firstName="Gus", phone="+15550111", email="gus@example.com")
+    gus = customer(c, "Gus", email="gus@example.com")
     pay(c, gus, invoice(c, gus, "10.00", "2025-01-04"), "10.00")
     run(c.stack)
 
     (message,) = messages(c)
     assert message["messageType"] == "TYPE_SMS"
-    assert message["contactId"] == linked["id"]
+    assert message["contactId"] == existing["id"]
     assert message["body"] == f"Thanks Gus! Review Acme Plumbing: {LINK}"
 
 

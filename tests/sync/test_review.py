@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from qbconnect.db.models import ReviewRequest
+from qbconnect.clock import utcnow
+from qbconnect.db.models import Link, ReviewRequest
 from qbconnect.errors import AuthError, PermanentError, TransientError
 from qbconnect.location_settings import load
 from qbconnect.runtime import Runtime
@@ -19,7 +21,7 @@ from qbconnect.sync.handlers.review import (
     linked_invoice_ids,
     preview_review_message,
 )
-from qbconnect.sync.review_contact import dnd_reason, resolve_contact
+from qbconnect.sync.review_contact import dnd_reason, linked_contact_id, resolve_contact
 from qbconnect.sync.review_message import compose, inactive_reason, template_of
 
 LINK = "https://g.page/r/acme/review"
@@ -113,6 +115,21 @@ class FakeCrm:
 
 
 CUSTOMER = {"Id": "58", "DisplayName": "Ann Lee", "GivenName": "Ann", "PrimaryEmailAddr": {"Address": "Ann@X.com"}}
+
+
+def test_linked_contact_id_reads_the_customer_link(runtime: Runtime) -> None:
+    with runtime.sessions.begin() as session:
+        session.add(Link(location_id="loc", kind="customer", crm_id="c1", qbo_id="58", data={}))
+        session.add(Link(location_id="loc", kind="invoice", crm_id="inv1", qbo_id="59", data={}))
+        session.add(Link(location_id="other", kind="customer", crm_id="c9", qbo_id="59", data={}))
+    with runtime.sessions() as session:
+        assert linked_contact_id(session, "loc", "58") == "c1"
+        assert linked_contact_id(session, "loc", "59") is None
+    later = utcnow() + timedelta(seconds=5)
+    with runtime.sessions.begin() as session:
+        session.add(Link(location_id="loc", kind="customer", crm_id="c2", qbo_id="58", data={}, updated_at=later))
+    with runtime.sessions() as session:
+        assert linked_contact_id(session, "loc", "58") == "c2"  # the most recently written row wins
 
 
 def test_resolve_contact_prefers_the_linked_contact() -> None:

@@ -43,11 +43,15 @@ def customer_label(customer: dict[str, Any]) -> str:
 
 
 def linked_contact_id(session: Session, location_id: str, qbo_customer_id: str) -> str | None:
-    """The CRM contact linked to the QuickBooks customer by the customer sync, if any."""
+    """The CRM contact linked to the QuickBooks customer by the customer sync, if any.
+
+    When several rows name the customer the most recently written one wins (the customer sync's rule).
+    Customers kept only as another customer's alias (same email) are found by the email search instead.
+    """
     return session.execute(
         select(Link.crm_id)
         .where(Link.location_id == location_id, Link.kind == CUSTOMER_LINK, Link.qbo_id == qbo_customer_id)
-        .order_by(Link.id)
+        .order_by(Link.updated_at.desc(), Link.id.desc())
         .limit(1)
     ).scalar_one_or_none()
 
