@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-HANDLER_MODULES: tuple[str, ...] = ("invoice", "sales_receipt", "customer", "review")
+HANDLER_MODULES: tuple[str, ...] = ("invoice", "sales_receipt", "customer", "review", "connection")
 
 
 def load_handlers() -> None:
