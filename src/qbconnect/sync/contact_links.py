@@ -1,0 +1,239 @@
+"""Customer links: a CRM contact and the QuickBooks customer it was imported from.
+
+One row per CRM contact (``Link`` kind ``customer``, unique per contact): ``crm_id`` is the contact,
+``qbo_id`` its QuickBooks customer, ``email`` the address it was matched by and ``content_hash`` the
+:func:`~qbconnect.domain.customer.customer_content_hash` of the customer as last written to the CRM.
+QuickBooks allows several customers with one email; they all land on the same contact, so the first
+keeps ``qbo_id`` and the others are kept as *aliases* in ``data["aliases"]`` (QBO id → content hash).
+When several rows name the same customer (a merge re-pointed one, or the contact changed), the most
+recently written row wins.
+
+All link queries of the contact sync live here. Nothing here talks to a platform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from qbconnect.clock import utcnow
+from qbconnect.db.models import Link
+
+LINK_KIND = "customer"
+_IN_CHUNK = 500
+
+
+@dataclass
+class LinkSnapshot:
+    """A link row as plain data, so no database transaction stays open while the platforms are called."""
+
+    crm_id: str
+    qbo_id: str | None
+    email: str | None
+    content_hash: str | None
+    realm_id: str | None = None
+    aliases: dict[str, str] = field(default_factory=dict)
+    deleted: bool = False  # the customer is gone from QuickBooks (the contact stays)
+
+    def hash_for(self, qbo_id: str, realm_id: str | None) -> str | None:
+        """The stored content hash of this QuickBooks customer, if this row knows it."""
+        if self.realm_id is not None and realm_id is not None and self.realm_id != realm_id:
+            return None
+        if self.qbo_id == qbo_id:
+            return self.content_hash
+        return self.aliases.get(qbo_id)
+
+    @classmethod
+    def of(cls, row: Link) -> LinkSnapshot:
+        data = row.data or {}
+        aliases = data.get("aliases")
+        return cls(
+            crm_id=row.crm_id,
+            qbo_id=row.qbo_id,
+            email=row.email,
+            content_hash=row.content_hash,
+            realm_id=data.get("realm_id") if isinstance(data.get("realm_id"), str) else None,
+            aliases={str(k): str(v) for k, v in aliases.items()} if isinstance(aliases, dict) else {},
+            deleted=bool(data.get("qbo_deleted")),
+        )
+
+
+class LinkIndex:
+    """The links of one batch of customers, by QuickBooks id, by email and by contact."""
+
+    def __init__(self) -> None:
+        self.by_qbo: dict[str, LinkSnapshot] = {}
+        self.by_email: dict[str, LinkSnapshot] = {}
+        self.by_crm: dict[str, LinkSnapshot] = {}
+
+    def add(self, link: LinkSnapshot) -> None:
+        """Later additions win (rows are added oldest write first)."""
+        self.by_crm[link.crm_id] = link
+        if link.qbo_id:
+            self.by_qbo[link.qbo_id] = link
+        for qbo_id in link.aliases:
+            self.by_qbo.setdefault(qbo_id, link)
+        if link.email:
+            self.by_email[link.email] = link
+
+    def match(self, qbo_id: str, email: str | None) -> LinkSnapshot | None:
+        """The contact this customer is linked to: by QuickBooks id first, then by email."""
+        found = self.by_qbo.get(qbo_id)
+        if found is None and email:
+            found = self.by_email.get(email)
+        return found
+
+    def note(self, *, contact_id: str, qbo_id: str, email: str | None, content_hash: str, realm_id: str | None) -> None:
+        """Record a write made in this batch, exactly as :func:`record_contact` will store it."""
+        link = self.by_crm.get(contact_id)
+        if link is None:
+            link = LinkSnapshot(contact_id, qbo_id, email, content_hash, realm_id)
+        elif link.qbo_id in (None, qbo_id):
+            link.qbo_id, link.content_hash, link.realm_id = qbo_id, content_hash, realm_id
+            link.email = email or link.email
+        else:
+            link.aliases[qbo_id] = content_hash
+        self.add(link)
+        self.by_qbo[qbo_id] = link
+
+
+def _chunks(values: Sequence[str]) -> Iterable[list[str]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield list(values[start : start + _IN_CHUNK])
+
+
+def load_index(session: Session, location_id: str, qbo_ids: Iterable[str], emails: Iterable[str]) -> LinkIndex:
+    """The links for these customers (by id or email), oldest write first so the newest wins."""
+    rows: dict[int, Link] = {}
+    base = select(Link).where(Link.location_id == location_id, Link.kind == LINK_KIND)
+    for chunk in _chunks(sorted(set(qbo_ids))):
+        for row in session.execute(base.where(Link.qbo_id.in_(chunk))).scalars():
+            rows[row.id] = row
+    for chunk in _chunks(sorted({e for e in emails if e})):
+        for row in session.execute(base.where(Link.email.in_(chunk))).scalars():
+            rows[row.id] = row
+    index = LinkIndex()
+    for row in sorted(rows.values(), key=lambda r: (r.updated_at, r.id)):
+        index.add(LinkSnapshot.of(row))
+    return index
+
+
+def _row_for_contact(session: Session, location_id: str, contact_id: str) -> Link | None:
+    return session.execute(
+        select(Link).where(Link.location_id == location_id, Link.kind == LINK_KIND, Link.crm_id == contact_id)
+    ).scalar_one_or_none()
+
+
+def record_contact(
+    session: Session,
+    location_id: str,
+    *,
+    contact_id: str,
+    qbo_id: str,
+    email: str | None,
+    content_hash: str,
+    realm_id: str | None,
+    phone: str | None = None,
+) -> None:
+    """Store that ``contact_id`` now holds QuickBooks customer ``qbo_id`` as of ``content_hash``."""
+    row = _row_for_contact(session, location_id, contact_id)
+    if row is None:
+        data: dict[str, Any] = {"realm_id": realm_id, "source": "quickbooks"}
+        if phone:
+            data["phone"] = phone
+        new = Link(
+            location_id=location_id,
+            kind=LINK_KIND,
+            crm_id=contact_id,
+            qbo_id=qbo_id,
+            email=email,
+            content_hash=content_hash,
+            data=data,
+        )
+        try:
+            with session.begin_nested():
+                session.add(new)
+                session.flush()
+            return
+        except IntegrityError:
+            # Another job linked this contact a moment ago: update its row instead.
+            row = _row_for_contact(session, location_id, contact_id)
+            if row is None:
+                raise
+    data = dict(row.data or {})
+    if row.qbo_id in (None, qbo_id) or data.get("realm_id") not in (None, realm_id):
+        row.qbo_id = qbo_id
+        row.content_hash = content_hash
+        row.email = email or row.email
+        data["realm_id"] = realm_id
+        if phone:
+            data["phone"] = phone
+        aliases = dict(data.get("aliases") or {})
+        if aliases.pop(qbo_id, None) is not None:
+            data["aliases"] = aliases
+    else:
+        data["aliases"] = {**dict(data.get("aliases") or {}), qbo_id: content_hash}
+    row.data = data
+    row.updated_at = utcnow()
+
+
+def mark_inactive(session: Session, location_id: str, *, qbo_id: str, content_hash: str) -> int:
+    """A customer made inactive in QuickBooks: the contact stays; its link remembers the state."""
+    rows = session.execute(
+        select(Link).where(Link.location_id == location_id, Link.kind == LINK_KIND, Link.qbo_id == qbo_id)
+    ).scalars()
+    count = 0
+    for row in rows:
+        row.content_hash = content_hash
+        row.data = {**dict(row.data or {}), "qbo_active": False}
+        row.updated_at = utcnow()
+        count += 1
+    return count
+
+
+def mark_deleted(session: Session, location_id: str, *, qbo_id: str) -> int:
+    """A customer gone from QuickBooks (deleted or merged away, survivor unknown): the contact stays."""
+    rows = session.execute(
+        select(Link).where(Link.location_id == location_id, Link.kind == LINK_KIND, Link.qbo_id == qbo_id)
+    ).scalars()
+    count = 0
+    for row in rows:
+        row.content_hash = None
+        row.data = {**dict(row.data or {}), "qbo_deleted": True}
+        row.updated_at = utcnow()
+        count += 1
+    return count
+
+
+def repoint(session: Session, location_id: str, *, from_qbo_id: str, to_qbo_id: str) -> list[str]:
+    """After a merge: links to the merged-away customer now name the surviving one. Returns contact ids."""
+    rows = session.execute(
+        select(Link).where(Link.location_id == location_id, Link.kind == LINK_KIND, Link.qbo_id == from_qbo_id)
+    ).scalars()
+    moved: list[str] = []
+    for row in rows:
+        data = dict(row.data or {})
+        aliases = dict(data.get("aliases") or {})
+        row.content_hash = aliases.pop(to_qbo_id, None)
+        data["aliases"] = aliases
+        data["merged_from"] = from_qbo_id
+        row.data = data
+        row.qbo_id = to_qbo_id
+        row.updated_at = utcnow()
+        moved.append(row.crm_id)
+    return moved
+
+
+def links_for_customer(session: Session, location_id: str, qbo_id: str) -> list[Link]:
+    return list(
+        session.execute(
+            select(Link)
+            .where(Link.location_id == location_id, Link.kind == LINK_KIND, Link.qbo_id == qbo_id)
+            .order_by(Link.updated_at, Link.id)
+        ).scalars()
+    )
