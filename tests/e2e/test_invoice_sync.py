@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from qbconnect.db.models import Activity, Link, Location
 from qbconnect.sandbox.stack import Stack
+from qbconnect.sync import invoice_clients
 from qbconnect.sync.routing import INVOICE_RECONCILE
 from qbconnect.worker import PERIODIC
 from tests.support.stack_fixtures import stack  # noqa: F401
@@ -91,9 +92,7 @@ class Books:
     def rows(self, crm_id: str) -> list[Activity]:
         with self.stack.runtime.sessions() as session:
             return list(
-                session.execute(
-                    select(Activity).where(Activity.entity_id == crm_id).order_by(Activity.id)
-                ).scalars()
+                session.execute(select(Activity).where(Activity.entity_id == crm_id).order_by(Activity.id)).scalars()
             )
 
     def last_row(self, crm_id: str) -> Activity:
@@ -118,9 +117,7 @@ def make_books(stack: Stack, country: str) -> Books:  # noqa: F811
         books = Books(stack, location_id, realm_id, "US", "USD")
     else:
         location_id = stack.install_crm_location(name="Acme Plumbing UK", country="GB")
-        realm_id = stack.connect_quickbooks(
-            location_id, name="Acme Plumbing Ltd", country="GB", home_currency="GBP"
-        )
+        realm_id = stack.connect_quickbooks(location_id, name="Acme Plumbing Ltd", country="GB", home_currency="GBP")
         codes = {c["Name"]: c["Id"] for c in stack.qbo.entities(realm_id, "TaxCode")}
         books = Books(stack, location_id, realm_id, "GB", "GBP")
         books.set_settings(tax_code_map={"rate:20": codes["20.0% S"], "exempt": codes["Exempt"]})
@@ -177,7 +174,9 @@ def test_edit_updates_the_same_invoice_sparsely_keeping_qbo_fields(books: Books)
     qinv = books.qbo_invoice_for(inv)
     # the accountant adds a memo in QuickBooks (a field we do not own)
     books.stack.qbo.ui_update(
-        books.realm_id, "Invoice", {"Id": qinv["Id"], "SyncToken": qinv["SyncToken"], "CustomerMemo": {"value": "Thanks!"}}
+        books.realm_id,
+        "Invoice",
+        {"Id": qinv["Id"], "SyncToken": qinv["SyncToken"], "CustomerMemo": {"value": "Thanks!"}},
     )
     books.stack.crm.update_invoice(
         inv, items=[{"name": "Repair", "qty": 3, "amount": "60.00", "taxes": books.tax()}], due_date="2031-01-31"
@@ -306,7 +305,8 @@ def test_lost_webhooks_are_healed_by_reconciliation(books: Books) -> None:
     assert "queued for sync" in (rows[-1].summary or "")
 
 
-def test_lost_create_answer_gives_exactly_one_invoice(us_books: Books) -> None:
+def test_lost_create_answer_gives_exactly_one_invoice(us_books: Books, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(invoice_clients, "qbo_sleep", lambda seconds: None)
     inv = us_books.invoice()
     us_books.stack.crm.send_invoice(inv)
     us_books.settle()  # customer and items known now
@@ -320,7 +320,9 @@ def test_lost_create_answer_gives_exactly_one_invoice(us_books: Books) -> None:
     us_books.assert_in_step(other)
     link = us_books.link(other)
     assert link is not None and link.request_id
-    assert any(r.request_id == link.request_id and r.operation.endswith(":replay") for r in us_books.stack.qbo.request_log)
+    assert any(
+        r.request_id == link.request_id and r.operation.endswith(":replay") for r in us_books.stack.qbo.request_log
+    )
 
 
 def test_customer_display_name_collision_6240(us_books: Books) -> None:

@@ -7,6 +7,8 @@ once, at the first run that sees the invoice in a non-draft state, and kept in t
 - created before, but first seen still unpaid ``sent`` and last changed after connecting → synced
   (a draft prepared earlier and sent since);
 - otherwise → skipped for good as an invoice that already existed ("existing invoices are not synced").
+An invoice first seen already voided (its webhooks were late or lost) is booked and voided, so every
+synced CRM invoice has exactly one QuickBooks invoice and the voided one stays on record.
 CRM times have millisecond precision; the connection time is compared at the same precision.
 """
 
@@ -30,7 +32,6 @@ SYNCED_LIST_STATUSES = ("sent", "partially_paid", "paid", "void")
 
 # Link.data["skipped"] codes: a decision that stays (later events are skipped the same way).
 SKIP_BEFORE_CONNECTION = "before_connection"
-SKIP_VOID_BEFORE_SYNC = "void_before_sync"
 
 
 def label(inv: CrmInvoice | None, crm_id: str) -> str:
@@ -46,8 +47,6 @@ def _ms(moment: datetime) -> datetime:
 
 def first_sighting_decision(inv: CrmInvoice, connected_at: datetime) -> str | None:
     """At the first non-draft sighting: None to sync the invoice, else the skip code to keep."""
-    if inv.status in VOID_STATUSES:
-        return SKIP_VOID_BEFORE_SYNC
     since = _ms(connected_at)
     created = inv.created_at or inv.updated_at
     if created is None or created >= since:
@@ -60,8 +59,6 @@ def first_sighting_decision(inv: CrmInvoice, connected_at: datetime) -> str | No
 def skip_message(code: str, name: str) -> str:
     if code == SKIP_BEFORE_CONNECTION:
         return f"{name} was sent before QuickBooks was connected; invoices that already existed are not synced."
-    if code == SKIP_VOID_BEFORE_SYNC:
-        return f"{name} was voided before it was synced; there is nothing to book in QuickBooks."
     return f"{name} is not synced ({code})."
 
 

@@ -117,8 +117,9 @@ def sync_invoice(ctx: JobContext) -> Result:
     run = Convergence(ctx=ctx, qbo=qbo, link=link, state=state, name=name)
 
     if inv is None or inv.status in VOID_STATUSES:
-        if inv is not None and not link.qbo_id and link.request_id:
-            # the create's answer was lost before the CRM voided it: replay the create, then void
+        if inv is not None and not link.qbo_id:
+            # voided before QuickBooks had it (late or lost webhooks, or a create whose answer was lost):
+            # book it (replaying a stored requestid), then void it, so the record exists once
             run.create(_desired(run, inv, settings, connection), inv.number)
         return _void(run, inv, crm_id)
     return _converge(run, inv, settings, connection)
