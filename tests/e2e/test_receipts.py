@@ -13,6 +13,7 @@ from sqlalchemy import select
 from qbconnect.db.models import Activity, Link, Location
 from qbconnect.location_settings import load
 from qbconnect.qbo.client import QboClient
+from qbconnect.sandbox.stack import Stack
 from qbconnect.sync import invoice_clients, jobs, routing
 from qbconnect.sync.receipt_discovery import STATE_KEY, enqueue_due_polls
 from tests.support.qbo_xsd import validate_qbo_json
@@ -320,3 +321,17 @@ def test_lost_webhooks_are_caught_by_the_scheduled_poll(connected: Connected, wr
     with c.stack.runtime.sessions() as session:
         location = session.get(Location, c.location_id)
         assert location is not None and location.state[STATE_KEY]["cursor"]
+
+
+def test_a_uk_company_books_receipts_without_us_tax_codes(stack: Stack, writes: Writes) -> None:  # noqa: F811
+    location_id = stack.install_crm_location(name="Acme UK", country="GB")
+    realm_id = stack.connect_quickbooks(location_id, name="Acme UK Ltd", country="GB", home_currency="USD")
+    stack.drain()
+    c = Connected(stack=stack, location_id=location_id, realm_id=realm_id)
+    plain = _txn_of(c, _order(c, "website", "store", items=[{"name": "Mug", "amount": 12, "qty": 2}]))
+    taxed = _txn_of(c, _order(c, "funnel", "upsell", items=[{"name": "Guide", "amount": 20}], tax=Decimal("4.00")))
+    _sync(c)
+    (first,) = _receipt_for(c, plain)
+    assert first["GlobalTaxCalculation"] == "NotApplicable" and Decimal(str(first["TotalAmt"])) == Decimal(24)
+    (second,) = _receipt_for(c, taxed)
+    assert Decimal(str(second["TotalAmt"])) == Decimal(24), "the whole charge, to the cent"

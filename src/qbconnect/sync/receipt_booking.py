@@ -102,7 +102,8 @@ def sync_transaction(ctx: JobContext) -> Result:
         txn=txn,
         kind=kind,
     )
-    ctx.log = ctx.log.bind(realm_id=run.realm_id)
+    if ctx.log is not None:
+        ctx.log = ctx.log.bind(realm_id=run.realm_id)
     parts: list[str] = []
     if link is None or not link.qbo_id:
         link = _book_receipt(run, link)
