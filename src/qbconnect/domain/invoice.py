@@ -307,6 +307,20 @@ def _lines_key(lines: Any) -> list[tuple[Any, ...]]:
     return [key for key in (_line_key(line) for line in lines if isinstance(line, Mapping)) if key]
 
 
+def _lines_match(existing: Any, desired: Any) -> bool:
+    """Same lines, where a value the desired line leaves out (None) is QBO's to fill (e.g. the default
+    DiscountAccountRef QBO adds to a discount line) and is not compared."""
+    theirs, ours = _lines_key(existing), _lines_key(desired)
+    if len(theirs) != len(ours):
+        return False
+    for their_key, our_key in zip(theirs, ours, strict=True):
+        if len(their_key) != len(our_key):
+            return False
+        if any(mine is not None and mine != other for mine, other in zip(our_key, their_key, strict=True)):
+            return False
+    return True
+
+
 def _with_existing_ids(desired: list[dict[str, Any]], existing: Any) -> list[dict[str, Any]]:
     """Reuse the Ids of the existing sales lines, position by position, so QBO edits lines in place."""
     existing_ids = [
@@ -332,7 +346,7 @@ def build_sparse_invoice_update(existing: Mapping[str, Any], desired: Mapping[st
     survive. A changed line set is sent whole with the tax, as QBO replaces lines as a set.
     """
     changes: dict[str, Any] = {}
-    lines_changed = _lines_key(existing.get("Line")) != _lines_key(desired.get("Line"))
+    lines_changed = not _lines_match(existing.get("Line"), desired.get("Line"))
     if lines_changed:
         changes["Line"] = _with_existing_ids(list(desired.get("Line") or []), existing.get("Line"))
 
