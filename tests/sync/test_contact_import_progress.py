@@ -100,3 +100,13 @@ def test_start_leaves_an_unfinished_import_resumable(sqlite_runtime: Runtime) ->
     with sqlite_runtime.sessions() as session:
         location = session.get(Location, "loc1")
         assert location is not None and location.state["other_feature"] == {"cursor": "x"}
+
+
+def test_status_row_shows_rate_and_eta_while_running() -> None:
+    from qbconnect.sync.status import LocationOverview
+
+    progress = ImportProgress(status="running", total=1000, done=250, rate=9.5, eta=79)
+    view = LocationOverview("loc1", "Acme", "installed", "connected", "Acme LLC", "r1", None, None)
+    view.customer_import = progress.to_state()
+    row = dict(view.rows())["customer import"]
+    assert row.startswith("running [#######") and "250/1000 at 9.5/s, about 1 min 19 s left" in row

@@ -41,9 +41,12 @@ class LocationOverview:
         if imp:
             done, total = imp.get("done", 0), imp.get("total")
             bar = _bar(done, total)
-            rows.append(
-                ("customer import", f"{imp.get('status', '?')} {bar} {done}/{total if total is not None else '?'}")
-            )
+            text = f"{imp.get('status', '?')} {bar} {done}/{total if total is not None else '?'}"
+            if imp.get("status") in ("running", "interrupted") and imp.get("rate"):
+                text += f" at {imp['rate']}/s"
+                if imp.get("eta") is not None:
+                    text += f", about {int(imp['eta']) // 60} min {int(imp['eta']) % 60} s left"
+            rows.append(("customer import", text))
         return rows
 
 
