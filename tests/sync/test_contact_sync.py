@@ -209,3 +209,13 @@ def test_only_write_plans_can_be_written() -> None:
     plan = plan_contact(current, link(content_hash=customer_content_hash(current)), without_email="skip")
     with pytest.raises(ValueError):
         write(FakeCrm(), plan)
+
+
+def test_a_budget_that_stays_full_is_a_transient_error() -> None:
+    class Full(RateLimiter):
+        def acquire(self, budget: Budget, key: str, *, timeout: float = 120.0) -> None:
+            raise TimeoutError("full")
+
+    with pytest.raises(TransientError) as caught:
+        write(FakeCrm(), plan_contact(customer(), None, without_email="skip"), limiter=Full(), budget=IMPORT_BUDGET)
+    assert caught.value.retry_after == 10.0

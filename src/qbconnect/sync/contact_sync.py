@@ -19,7 +19,7 @@ from typing import Any
 
 from qbconnect.crm.client import CrmClient
 from qbconnect.domain.customer import contact_fields_from_qbo_customer, customer_content_hash
-from qbconnect.errors import PermanentError
+from qbconnect.errors import PermanentError, TransientError
 from qbconnect.ratelimit import Budget, RateLimiter
 from qbconnect.sync.contact_links import LinkSnapshot
 
@@ -127,8 +127,16 @@ def write_contact(
         raise ValueError(f"nothing to write for a {plan.action} plan")
 
     def pace() -> None:
-        if limiter is not None and budget is not None:
+        if limiter is None or budget is None:
+            return
+        try:
             limiter.acquire(budget, crm.location_id)
+        except TimeoutError as exc:
+            raise TransientError(
+                "The contact import's HighLevel request budget stayed full; it will continue later.",
+                code="rate_budget",
+                retry_after=10.0,
+            ) from exc
 
     calls = 0
     contact: dict[str, Any] | None = None
