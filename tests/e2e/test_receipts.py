@@ -254,6 +254,19 @@ def test_full_and_partial_refunds(connected: Connected, writes: Writes) -> None:
     assert link.data["refunded"] == "50.00" and len(link.data["refunds"]) == 2
 
 
+def test_a_payment_refunded_before_it_was_synced_gets_both_receipts(connected: Connected, writes: Writes) -> None:  # noqa: F811
+    c = connected
+    txn = _txn_of(c, _order(c, "membership", items=[{"name": "Gold", "amount": 45}]))
+    c.stack.crm.refund_transaction(txn["_id"], Decimal("45.00"))
+    _sync(c)
+    assert len(_receipt_for(c, txn)) == 1
+    (refund,) = _refunds(c)
+    assert Decimal(str(refund["TotalAmt"])) == Decimal(45)
+    assert refund["PaymentRefNum"] == txn["chargeId"][:21]
+    (row,) = [a for a in _activities(c) if a.entity_id == txn["_id"]]
+    assert row.status == "done" and "refund of 45.00" in (row.summary or "")
+
+
 def test_test_mode_and_disabled_kinds_are_skipped_and_logged(connected: Connected, writes: Writes) -> None:  # noqa: F811
     c = connected
     _settings(c, receipt_kinds_disabled=["calendar"])

@@ -31,7 +31,7 @@ def transaction_job(ctx: JobContext) -> Result:
     return sync_transaction(ctx)
 
 
-@register(routing.TRANSACTION_POLL, direction="crm_to_qbo", title="CRM payments check")
+@register(routing.TRANSACTION_POLL, direction="internal", title="CRM payments check")
 def transaction_poll_job(ctx: JobContext) -> Result:
     return poll_transactions(ctx)
 
