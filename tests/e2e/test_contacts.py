@@ -543,12 +543,16 @@ def test_periodic_check_imports_until_one_import_completed(connected: Connected)
     assert pending == []
 
 
-def test_import_is_skipped_when_turned_off(connected: Connected) -> None:
+def test_import_is_not_started_and_skips_when_turned_off(connected: Connected) -> None:
     stack, loc, realm = connected.stack, connected.location_id, connected.realm_id
     stack.qbo.seed_customers(realm, 2)
     set_setting(stack, loc, import_contacts=False)
-    state = run_import(stack, loc)
-    assert state["status"] == "queued" and stack.crm.contacts(loc) == []
+    before = import_state(stack, loc)
+    with stack.runtime.sessions.begin() as session:
+        assert start_customer_import(session, loc, "Import now") is None
+        jobs.enqueue(session, loc, "customer_import", "all", "queued before the setting changed")
+    stack.drain()
+    assert import_state(stack, loc) == before and stack.crm.contacts(loc) == []
     with stack.runtime.sessions() as session:
         row = session.execute(select(Activity).order_by(Activity.id.desc())).scalars().first()
     assert row is not None and row.status == "skipped" and "turned off" in (row.summary or "")

@@ -110,3 +110,12 @@ def test_status_row_shows_rate_and_eta_while_running() -> None:
     view.customer_import = progress.to_state()
     row = dict(view.rows())["customer import"]
     assert row.startswith("running [#######") and "250/1000 at 9.5/s, about 1 min 19 s left" in row
+
+
+def test_start_does_nothing_when_contact_import_is_off(sqlite_runtime: Runtime) -> None:
+    with sqlite_runtime.sessions.begin() as session:
+        session.add(Location(id="loc1", name="Acme", settings={"import_contacts": False}))
+    with sqlite_runtime.sessions.begin() as session:
+        assert start_customer_import(session, "loc1", "Import now") is None
+        assert start_customer_import(session, "nowhere", "Import now") is None
+    assert _jobs(sqlite_runtime) == []

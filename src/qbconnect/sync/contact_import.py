@@ -26,8 +26,10 @@ from typing import Any
 from limits import parse
 from sqlalchemy.orm import Session
 
+from qbconnect import location_settings
 from qbconnect.clock import utcnow
 from qbconnect.crm.client import CrmClient
+from qbconnect.db.models import Location
 from qbconnect.domain.customer import normalize_email
 from qbconnect.errors import PermanentError
 from qbconnect.qbo.client import QboClient
@@ -399,9 +401,13 @@ def _email_of(customer: dict[str, Any]) -> str | None:
     return normalize_email(node.get("Address")) if isinstance(node, dict) else None
 
 
-def start_customer_import(session: Session, location_id: str, reason: str) -> int:
+def start_customer_import(session: Session, location_id: str, reason: str) -> int | None:
     """Queue the full import (coalesced: one per location). An unfinished import resumes where it stopped;
-    otherwise a new one starts from the first customer. Returns the job id."""
+    otherwise a new one starts from the first customer. Returns the job id, or None when the location has
+    contact import turned off (or does not exist)."""
+    location = session.get(Location, location_id)
+    if location is None or not location_settings.load(location.settings).import_contacts:
+        return None
     progress = ImportProgress.from_state(read_state(session, location_id, IMPORT_KEY))
     if not progress.resumable:
         progress.status = "queued"
