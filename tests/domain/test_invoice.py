@@ -109,7 +109,16 @@ def make_invoice(
     }
 
 
+ROUNDING_ITEM = "77"
+# The QuickBooks rates behind TAX_CODES (rate id, percent); the combined code "5" carries the rates of the
+# single codes of the taxes on its line (GST+PST → GST's and PST's rates); "9" (exempt) carries none.
+CODE_RATES = {"1": [("r-gst", 5)], "2": [("r-vat", 20)], "3": [("r-st", Decimal("8.25"))], "4": [("r-pst", 7)]}
+TAX_RATE_IDS = {"GST": "r-gst", "VAT": "r-vat", "ST": "r-st", "PST": "r-pst"}
+
+
 def ctx(n: int, company: CompanyFacts = US, **kwargs: Any) -> InvoiceContext:
+    if not company.is_us:
+        kwargs.setdefault("rounding_item_id", ROUNDING_ITEM)
     return InvoiceContext(
         customer_id="58",
         item_ids=[str(100 + k) for k in range(n)],
@@ -119,10 +128,21 @@ def ctx(n: int, company: CompanyFacts = US, **kwargs: Any) -> InvoiceContext:
     )
 
 
-def qbo_total(payload: dict[str, Any]) -> tuple[Decimal, Decimal]:
-    """(TotalAmt, stated tax) as QBO computes them from the lines."""
+def _line_rates(code: str, crm_item: dict[str, Any] | None) -> list[tuple[str, Decimal]]:
+    if code == "5":
+        assert crm_item is not None
+        return [(TAX_RATE_IDS[t["name"]], Decimal(str(t["rate"]))) for t in crm_item["taxes"]]
+    return [(rate_id, Decimal(rate)) for rate_id, rate in CODE_RATES.get(code, [])]
+
+
+def qbo_total(payload: dict[str, Any], crm_items: list[dict[str, Any]] | None = None) -> tuple[Decimal, Decimal]:
+    """(TotalAmt, TotalTax) as QBO computes them from the lines: US companies take the stated tax; non-US
+    ones compute VAT per tax rate over the summed lines (discount prorated when tax is after discount),
+    rounded once per rate, ignoring a stated TotalTax. ``crm_items`` (in line order) tell the rates of the
+    combined code."""
     subtotal = Decimal(0)
     discount = Decimal(0)
+    taxed: list[tuple[Decimal, str]] = []
     for line in payload["Line"]:
         amount = Decimal(str(line["Amount"]))
         if line["DetailType"] == "SalesItemLineDetail":
@@ -130,6 +150,7 @@ def qbo_total(payload: dict[str, Any]) -> tuple[Decimal, Decimal]:
             qty, price = Decimal(str(detail["Qty"])), Decimal(str(detail["UnitPrice"]))
             assert r2(qty * price) == amount, line
             subtotal += amount
+            taxed.append((amount, (detail.get("TaxCodeRef") or {}).get("value", "")))
         elif line["DetailType"] == "DiscountLineDetail":
             detail = line["DiscountLineDetail"]
             if detail["PercentBased"]:
@@ -138,10 +159,33 @@ def qbo_total(payload: dict[str, Any]) -> tuple[Decimal, Decimal]:
                 discount += computed
             else:
                 discount += amount
-    tax = Decimal(str(payload.get("TxnTaxDetail", {}).get("TotalTax", 0)))
-    if payload.get("GlobalTaxCalculation") == "TaxInclusive":
+    calc = payload.get("GlobalTaxCalculation")
+    if calc is None or calc == "NotApplicable":
+        tax = Decimal(str(payload.get("TxnTaxDetail", {}).get("TotalTax", 0)))
+    else:
+        bases: dict[str, tuple[Decimal, Decimal]] = {}
+        for index, (amount, code) in enumerate(taxed):
+            base = amount
+            if payload.get("ApplyTaxAfterDiscount") and subtotal:
+                base = base - discount * base / subtotal
+            crm_item = crm_items[index] if crm_items is not None and index < len(crm_items) else None
+            for rate_id, rate in _line_rates(code, crm_item):
+                bases[rate_id] = (bases.get(rate_id, (Decimal(0), rate))[0] + base, rate)
+        if calc == "TaxInclusive":
+            tax = sum((r2(base - base / (1 + rate / 100)) for base, rate in bases.values()), Decimal(0))
+        else:
+            tax = sum((r2(base * rate / 100) for base, rate in bases.values()), Decimal(0))
+    if calc == "TaxInclusive":
         return subtotal - discount, tax
     return subtotal - discount + tax, tax
+
+
+def rounding_lines(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        ln
+        for ln in payload["Line"]
+        if ln["DetailType"] == "SalesItemLineDetail" and ln["SalesItemLineDetail"]["ItemRef"]["value"] == ROUNDING_ITEM
+    ]
 
 
 def line(name: str, qty: Any, amount: Any, *taxes: str, inclusive: bool = False, product: str = "p1") -> dict[str, Any]:
@@ -382,11 +426,22 @@ def test_qbo_total_equals_crm_total(items: list[dict[str, Any]], discount: dict[
     reference = crm_reference_totals(items, discount)
     inv = CrmInvoice.from_api(data)
     payload = build_qbo_invoice(inv, ctx(len(items), company))
-    total, tax = qbo_total(payload)
+    total, tax = qbo_total(payload, items)
     assert total == reference["total"]
-    if "TxnTaxDetail" in payload:
-        assert tax == reference["tax"]
+    stated = payload.get("TxnTaxDetail", {}).get("TotalTax")
+    if us:
+        assert stated == reference["tax"]
+    elif payload["GlobalTaxCalculation"] == "TaxExcluded":
+        assert stated == tax  # the tax QuickBooks computes: the invoice reads back in step
     else:
-        assert reference["tax"] == 0
+        assert "TxnTaxDetail" not in payload or stated == reference["tax"]
+    rounding = rounding_lines(payload)
+    if us or payload["GlobalTaxCalculation"] != "TaxExcluded":
+        assert rounding == []
+    else:
+        assert len(rounding) <= 1
+        for extra in rounding:
+            assert extra["SalesItemLineDetail"]["TaxCodeRef"] == {"value": TAX_CODES.exempt_code}
+            assert 0 < abs(extra["Amount"]) <= Decimal("0.01") * len(items)
     assert expected_totals(inv)[0] == reference["total"]
     assert validate_qbo_json("Invoice", payload) == []

@@ -4,28 +4,33 @@ How the total is kept exact:
 - each CRM line becomes a SalesItemLine with Amount = round(qty x unit price), as the CRM rounds it;
 - the CRM discount becomes one DiscountLine: percent-based when it is a percentage of every line (QBO
   then computes the same cents), otherwise an amount line (fixed, or limited to some products);
-- tax: the CRM already computed it, so the payload states it (``TxnTaxDetail.TotalTax``): US companies
-  mark lines ``TAX``/``NON``; non-US companies map each line's CRM tax to a QBO tax code and set
-  ``GlobalTaxCalculation``. Tax-inclusive lines keep their gross price when the whole invoice can be
-  booked tax-inclusive (non-US); otherwise they are booked at their net amount (gross minus the tax
-  the CRM found inside it) and that tax joins ``TotalTax``.
-The stated tax is the CRM total minus what the lines and discount come to, so QBO's TotalAmt equals
-the CRM total by construction; it must never be negative, and must be zero when nothing is taxed on a
-non-US company.
+- tax, US companies: lines are marked ``TAX``/``NON`` and the payload states the CRM's tax
+  (``TxnTaxDetail.TotalTax``, which Automated Sales Tax honours): the CRM total minus what the lines
+  and discount come to, so QBO's TotalAmt equals the CRM total by construction; it must never be
+  negative.
+- tax, non-US companies: each line's CRM tax maps to a QBO tax code and ``GlobalTaxCalculation`` is set.
+  QuickBooks computes VAT/GST itself and ignores a stated TotalTax: per tax rate, over the summed
+  (discount-prorated) amounts of the lines, rounded once per rate — the CRM rounds per line, so the two
+  can differ by a cent or so. :func:`qbo_vat` computes QuickBooks' figure (the rate of a mapped code is
+  the CRM rate of the lines mapped to it) and, when it misses the CRM total by at most a cent per line,
+  a "Rounding" line (Qty 1, UnitPrice = Amount = the difference, negative when QuickBooks would come
+  out higher) on the rounding item, booked with the exempt tax code, makes up the difference.
+- tax-inclusive lines keep their gross price when the whole invoice can be booked tax-inclusive
+  (non-US); otherwise they are booked at their net amount (gross minus the tax the CRM found inside it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from qbconnect.domain.company import CompanyFacts, TaxMapping
 from qbconnect.domain.crm_models import CrmDiscount, CrmInvoice, CrmLine
-from qbconnect.domain.crm_totals import InvoiceBreakdown, crm_breakdown
+from qbconnect.domain.crm_totals import InvoiceBreakdown, crm_breakdown, discount_eligible
 from qbconnect.domain.errors import MappingError
-from qbconnect.domain.money import HUNDRED, round_money, to_decimal
+from qbconnect.domain.money import HUNDRED, quantum, round_money, to_decimal
 
 DOC_NUMBER_LIMIT = 21
 DESCRIPTION_LIMIT = 4000
@@ -33,6 +38,8 @@ PRIVATE_NOTE_LIMIT = 4000
 UNIT_PRICE_QUANTUM = Decimal("0.0000001")  # QBO keeps unit prices to 7 decimal places
 US_TAXABLE = "TAX"
 US_NON_TAXABLE = "NON"
+ROUNDING_ITEM_NAME = "Rounding"  # the Service item rounding lines are booked on (the caller finds or creates it)
+ROUNDING_DESCRIPTION = "Rounding: QuickBooks rounds VAT per rate over the invoice, the CRM per line"
 
 # Invoice fields this app writes (and therefore compares on update); every other field is QBO's.
 OWNED_FIELDS = (
@@ -59,16 +66,61 @@ class InvoiceContext:
     company: CompanyFacts
     tax_mapping: TaxMapping = field(default_factory=TaxMapping)
     discount_account_id: str | None = None
+    rounding_item_id: str | None = None  # non-US companies: the "Rounding" item (see module docstring)
 
 
 @dataclass(frozen=True)
 class SalesLinesResult:
-    """The QBO lines for some CRM lines plus a discount, and the tax to state."""
+    """The QBO lines for some CRM lines plus a discount, and the tax to state (non-US: the tax QBO computes)."""
 
     lines: list[dict[str, Any]]
     total_tax: Decimal
     global_tax_calculation: str | None  # non-US only
     has_discount: bool
+    rounding: Decimal = Decimal(0)  # the Amount of the rounding line; 0 when there is none
+
+
+@dataclass(frozen=True)
+class TaxedAmount:
+    """A QBO line as QuickBooks taxes it: its Amount and, per tax rate it carries, (rate key, percent)."""
+
+    amount: Decimal
+    rates: tuple[tuple[Hashable, Decimal], ...]
+
+
+def qbo_vat(lines: Sequence[TaxedAmount], subtotal: Decimal, discount: Decimal, currency: str) -> Decimal:
+    """The tax QuickBooks computes on a non-US, tax-exclusive sales form (``GlobalTaxCalculation`` TaxExcluded).
+
+    Per tax rate: the sum over the lines carrying it of their amount less their share of the discount
+    (``discount x amount / subtotal``, unrounded; ``subtotal`` is the sum of every item line, untaxed ones
+    too; tax after discount), times the rate, rounded once. ``discount`` is 0 without a discount line.
+    """
+    bases: dict[Hashable, tuple[Decimal, Decimal]] = {}
+    for line in lines:
+        base = line.amount
+        if discount and subtotal:
+            base = base - discount * base / subtotal
+        for key, rate in line.rates:
+            known = bases.get(key, (Decimal(0), rate))
+            bases[key] = (known[0] + base, rate)
+    zero = round_money(Decimal(0), currency)
+    return sum((round_money(base * rate / HUNDRED, currency) for base, rate in bases.values()), zero)
+
+
+def _rate_keys(line: CrmLine, code: str, tax_mapping: TaxMapping) -> tuple[tuple[Hashable, Decimal], ...]:
+    """The QBO tax rates a line's code carries: one per CRM tax of the line, keyed so that lines sharing a
+    QuickBooks rate share a key — a tax's own mapped code (a combined code such as GST+PST carries the
+    rates of GST's and PST's codes), else the line's code and the tax's position in it."""
+    if len(line.taxes) == 1:
+        return (((code, line.taxes[0].rate), line.taxes[0].rate),)
+    keys: list[tuple[Hashable, Decimal]] = []
+    for position, tax in enumerate(line.taxes):
+        try:
+            own: str = tax_mapping.code_for([tax])
+        except MappingError:
+            own = f"{code}#{position}"
+        keys.append(((own, tax.rate), tax.rate))
+    return tuple(keys)
 
 
 def private_note(kind: str, crm_id: str, number: str | None = None) -> str:
@@ -123,12 +175,15 @@ def build_sales_lines(
     discount_account_id: str | None = None,
     what: str = "CRM invoice",
     expected_tax: Decimal | None = None,
+    rounding_item_id: str | None = None,
 ) -> SalesLinesResult:
     """QBO lines + stated tax for CRM lines, so the QBO total equals ``target_total`` exactly.
 
-    The stated tax is the balancing figure; it must agree with ``expected_tax`` (the CRM's own tax
-    figure; by default the tax its rule gives for these lines) within a cent per line, otherwise
-    the lines do not explain the total and ``MappingError`` is raised.
+    The balancing tax (the total less lines and discount) must agree with ``expected_tax`` (the CRM's own
+    tax figure; by default the tax its rule gives for these lines) within a cent per line, otherwise the
+    lines do not explain the total and ``MappingError`` is raised. Non-US companies: the tax QuickBooks will
+    compute is stated, and a rounding line on ``rounding_item_id`` (exempt tax code) is added when it
+    misses the total (see :func:`_rounding`).
     """
     if not items:
         raise MappingError(f"The {what} has no lines; QuickBooks needs at least one.")
@@ -146,30 +201,19 @@ def build_sales_lines(
         if all_inclusive and breakdown.subtotal - breakdown.discount == target:
             mode = "TaxInclusive"
 
-    lines: list[dict[str, Any]] = []
-    net_sum = Decimal(0)
-    for entry, item_id in zip(breakdown.lines, item_ids, strict=True):
-        derived = entry.inclusive and mode != "TaxInclusive"
-        amount = entry.amount - entry.tax if derived else entry.amount
-        qty, unit_price = _qty_and_price(entry.line, amount, derived)
-        detail: dict[str, Any] = {"ItemRef": {"value": item_id}, "Qty": qty, "UnitPrice": unit_price}
-        if company.is_us:
-            detail["TaxCodeRef"] = {"value": US_TAXABLE if entry.line.taxes else US_NON_TAXABLE}
-        elif mode != "NotApplicable":
-            detail["TaxCodeRef"] = {"value": tax_mapping.code_for(entry.line.taxes)}
-        line: dict[str, Any] = {"DetailType": "SalesItemLineDetail", "Amount": amount}
-        description = _description(entry.line)
-        if description:
-            line["Description"] = description
-        line["SalesItemLineDetail"] = detail
-        lines.append(line)
-        net_sum += amount
-
     has_discount = discount is not None and breakdown.discount > 0
-    if discount is not None and has_discount:
-        lines.append(_discount_line(discount, items, breakdown, net_sum, currency, discount_account_id))
-
-    pre_tax = net_sum - (breakdown.discount if has_discount else 0)
+    # Non-US: QuickBooks spreads a discount line over every line in proportion to its amount when it
+    # computes VAT; a discount limited to some products is taken off those lines' amounts instead.
+    fold = (
+        discount is not None
+        and has_discount
+        and mode in ("TaxExcluded", "TaxInclusive")
+        and not all(discount_eligible(entry.line, discount) for entry in breakdown.lines)
+    )
+    lines, taxed_amounts, net_sum = _item_lines(breakdown, item_ids, items, discount, mode, fold, company, tax_mapping)
+    discount_amount = breakdown.discount if has_discount and not fold else Decimal(0)
+    pre_tax = net_sum - discount_amount
+    rounding = Decimal(0)
     if mode == "TaxInclusive":
         total_tax = breakdown.tax
     else:
@@ -182,7 +226,132 @@ def build_sales_lines(
                 f"{round_money(pre_tax, currency)} plus tax {round_money(wanted, currency)}. "
                 "Nothing was written to QuickBooks."
             )
-    return SalesLinesResult(lines, round_money(total_tax, currency), mode, has_discount)
+    if mode == "TaxExcluded":
+        found = _rounding(taxed_amounts, net_sum, discount_amount, target, currency, len(items))
+        if found is None and discount_amount:
+            # The rounding line takes its share of the discount too, which can tip a rate's VAT over a
+            # half cent whatever its size: take the discount off the lines instead (no proration left).
+            fold, discount_amount = True, Decimal(0)
+            lines, taxed_amounts, net_sum = _item_lines(
+                breakdown, item_ids, items, discount, mode, fold, company, tax_mapping
+            )
+            found = _rounding(taxed_amounts, net_sum, discount_amount, target, currency, len(items))
+        if found is None:
+            vat = qbo_vat(taxed_amounts, net_sum, discount_amount, currency)
+            raise MappingError(
+                f"The {what} total {target} does not match its lines as QuickBooks taxes them (VAT per rate "
+                f"over the whole {what.removeprefix('CRM ')}): QuickBooks would arrive at "
+                f"{round_money(net_sum - discount_amount + vat, currency)}, more than a cent per line away. "
+                "Nothing was written to QuickBooks."
+            )
+        rounding, total_tax = found
+        if rounding:
+            lines.append(_rounding_line(rounding, rounding_item_id, tax_mapping, what))
+
+    has_discount_line = has_discount and not fold
+    if discount is not None and has_discount_line:
+        lines.append(_discount_line(discount, items, breakdown, net_sum + rounding, currency, discount_account_id))
+    return SalesLinesResult(lines, round_money(total_tax, currency), mode, has_discount_line, rounding)
+
+
+def _item_lines(
+    breakdown: InvoiceBreakdown,
+    item_ids: Sequence[str],
+    items: Sequence[CrmLine],
+    discount: CrmDiscount | None,
+    mode: str | None,
+    fold: bool,
+    company: CompanyFacts,
+    tax_mapping: TaxMapping,
+) -> tuple[list[dict[str, Any]], list[TaxedAmount], Decimal]:
+    """One SalesItemLine per CRM line, the lines as QuickBooks taxes them (non-US), and their sum.
+
+    ``fold``: each line's share of the discount is taken off its amount (no discount line)."""
+    lines: list[dict[str, Any]] = []
+    taxed_amounts: list[TaxedAmount] = []
+    net_sum = Decimal(0)
+    for entry, item_id in zip(breakdown.lines, item_ids, strict=True):
+        derived = entry.inclusive and mode != "TaxInclusive"
+        share = entry.discount_share if fold else Decimal(0)
+        amount = entry.amount - share - (entry.tax if derived else 0)
+        qty, unit_price = _qty_and_price(entry.line, amount, derived or share != 0)
+        detail: dict[str, Any] = {"ItemRef": {"value": item_id}, "Qty": qty, "UnitPrice": unit_price}
+        if company.is_us:
+            detail["TaxCodeRef"] = {"value": US_TAXABLE if entry.line.taxes else US_NON_TAXABLE}
+        elif mode != "NotApplicable":
+            code = tax_mapping.code_for(entry.line.taxes)
+            detail["TaxCodeRef"] = {"value": code}
+            rates = _rate_keys(entry.line, code, tax_mapping) if entry.line.taxes else ()
+            taxed_amounts.append(TaxedAmount(amount, rates))
+        line: dict[str, Any] = {"DetailType": "SalesItemLineDetail", "Amount": amount}
+        description = _description(entry.line)
+        if share and discount is not None:
+            description = f"{description or entry.line.name} (less {share} {_discount_description(discount, items)})"
+        if description:
+            line["Description"] = description[:DESCRIPTION_LIMIT]
+        line["SalesItemLineDetail"] = detail
+        lines.append(line)
+        net_sum += amount
+    return lines, taxed_amounts, net_sum
+
+
+def _rounding(
+    taxed: Sequence[TaxedAmount],
+    net_sum: Decimal,
+    discount: Decimal,
+    target: Decimal,
+    currency: str,
+    line_count: int,
+) -> tuple[Decimal, Decimal] | None:
+    """(rounding line Amount, the tax QuickBooks then computes) so that QuickBooks' total is ``target``;
+    None when no amount within a cent per CRM line gets there.
+
+    QuickBooks' total with a rounding line of ``r`` is ``net_sum + r - discount + qbo_vat(...)``, where the
+    rounding line (exempt, so untaxed) also takes its share of the discount proration. Candidates are
+    tried nearest to the plain difference first.
+    """
+
+    def vat(rounding: Decimal) -> Decimal:
+        return qbo_vat(taxed, net_sum + rounding, discount, currency)
+
+    zero = round_money(Decimal(0), currency)
+    plain = vat(zero)
+    miss = target - (net_sum - discount + plain)
+    if miss == 0:
+        return zero, plain
+    unit = quantum(currency)
+    steps = sorted(range(-line_count, line_count + 1), key=lambda k: (abs(k * unit - miss), k))
+    for step in steps:
+        rounding = round_money(step * unit, currency)
+        if rounding == 0 or net_sum + rounding < discount:
+            continue
+        tax = vat(rounding)
+        if net_sum + rounding - discount + tax == target:
+            return rounding, tax
+    return None
+
+
+def _rounding_line(amount: Decimal, rounding_item_id: str | None, tax_mapping: TaxMapping, what: str) -> dict[str, Any]:
+    """The adjustment line: Qty 1, UnitPrice = Amount = ``amount`` (may be negative), exempt tax code."""
+    if not tax_mapping.exempt_code:
+        raise MappingError(
+            f"QuickBooks rounds VAT per rate over the whole {what.removeprefix('CRM ')}, the CRM per line, so "
+            f"it needs a rounding line of {amount:+} booked without tax. Map the tax code for untaxed lines "
+            '(the "exempt" key of the tax code map, e.g. QuickBooks\' Exempt or 0% code) in the settings.'
+        )
+    if not rounding_item_id:
+        raise ValueError("the caller must resolve the rounding item for non-US companies")
+    return {
+        "DetailType": "SalesItemLineDetail",
+        "Amount": amount,
+        "Description": ROUNDING_DESCRIPTION,
+        "SalesItemLineDetail": {
+            "ItemRef": {"value": rounding_item_id},
+            "Qty": Decimal(1),
+            "UnitPrice": amount,
+            "TaxCodeRef": {"value": tax_mapping.exempt_code},
+        },
+    }
 
 
 def _discount_line(
@@ -221,6 +390,7 @@ def build_qbo_invoice(inv: CrmInvoice, ctx: InvoiceContext) -> dict[str, Any]:
         ctx.tax_mapping,
         ctx.discount_account_id,
         expected_tax=inv.tax_total,
+        rounding_item_id=ctx.rounding_item_id,
     )
     body: dict[str, Any] = {"CustomerRef": {"value": ctx.customer_id}, "Line": result.lines}
     if inv.issue_date:

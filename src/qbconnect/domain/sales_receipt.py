@@ -65,6 +65,7 @@ class ReceiptContext:
     deposit_account_id: str | None = None  # None: QBO uses Undeposited Funds
     refund_account_id: str | None = None  # the account refunds are paid from (RefundReceipt needs one)
     discount_account_id: str | None = None
+    rounding_item_id: str | None = None  # non-US: the "Rounding" item (see ``domain/invoice.py``)
 
 
 def _reference(txn: CrmTransaction) -> str:
@@ -159,6 +160,7 @@ def build_sales_receipt(txn: CrmTransaction, order: CrmOrder | None, ctx: Receip
                 ctx.discount_account_id,
                 what="CRM payment",
                 expected_tax=order.tax,
+                rounding_item_id=ctx.rounding_item_id,
             )
         except MappingError as error:
             if "does not match its lines" not in error.message:

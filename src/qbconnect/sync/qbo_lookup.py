@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from qbconnect.db.models import Link
 from qbconnect.domain.crm_models import CrmContactDetails, CrmLine
 from qbconnect.domain.customer import QboCustomerDraft, clean_name, display_name_candidates, normalize_email
+from qbconnect.domain.invoice import ROUNDING_ITEM_NAME
 from qbconnect.errors import PermanentError, TransientError
 from qbconnect.location_settings import LocationSettings
 from qbconnect.qbo.client import QboClient, escape_query_value
@@ -263,6 +264,12 @@ def _item_by_name(
     item = _reactivate(qbo, "Item", item, request_id(ctx.location_id, "item-activate", realm_id, item["Id"]))
     save_link(ctx.session, ctx.location_id, "item", key, str(item["Id"]), realm_id=realm_id, name=name)
     return str(item["Id"])
+
+
+def rounding_item(ctx: JobContext, qbo: QboClient, settings: LocationSettings) -> str:
+    """The QuickBooks Item rounding lines are booked on (non-US companies, see ``domain/invoice.py``): a
+    Service item named "Rounding" booked to the income account, found or created once per company."""
+    return _item_by_name(ctx, qbo, settings, ROUNDING_ITEM_NAME, None)
 
 
 def _find_item(qbo: QboClient, name: str) -> dict[str, Any] | None:

@@ -38,6 +38,7 @@ from qbconnect.sync.qbo_lookup import (
     resolve_customer,
     resolve_item,
     resolve_payment_method,
+    rounding_item,
     undeposited_funds_account,
 )
 from qbconnect.sync.receipt_rules import (
@@ -203,6 +204,7 @@ def _receipt_body(run: _Run) -> tuple[dict[str, Any], ReceiptContext]:
         payment_method_id=_payment_method_id(run),
         deposit_account_id=_deposit_account_id(run),
         discount_account_id=settings.discount_account_id,
+        rounding_item_id=rounding_item(ctx, qbo, settings) if explained and not run.facts.is_us else None,
     )
     if receipt_ctx.fallback_item_id is None:
         try:

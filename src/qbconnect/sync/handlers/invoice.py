@@ -42,7 +42,7 @@ from qbconnect.sync.invoice_rules import (
     label,
     skip_message,
 )
-from qbconnect.sync.qbo_lookup import belongs_to, find_link, resolve_customer, resolve_item
+from qbconnect.sync.qbo_lookup import belongs_to, find_link, resolve_customer, resolve_item, rounding_item
 from qbconnect.sync.registry import register
 from qbconnect.sync.routing import INVOICE, INVOICE_RECONCILE
 from qbconnect.worker import register_periodic
@@ -141,6 +141,8 @@ def _desired(
             company=company,
             tax_mapping=tax_mapping(settings),
             discount_account_id=settings.discount_account_id,
+            # non-US: QuickBooks computes VAT itself; a rounding line may be needed to meet the CRM total
+            rounding_item_id=None if company.is_us else rounding_item(ctx, qbo, settings),
         ),
     )
 
