@@ -16,6 +16,7 @@ Three measurements, printed and written to ``bench/results/contacts.json``:
 
     python -m bench contacts
     BENCH_CONTACTS_RATE=600 BENCH_CONTACTS_MEMORY=100000 python -m bench contacts
+    BENCH_CONTACTS_PARTS=rate python -m bench contacts      # one part; the others' figures are kept
 """
 
 from __future__ import annotations
@@ -311,27 +312,32 @@ def main() -> None:
     per_contact = int(os.environ.get("BENCH_CONTACTS_CALLS", "300"))
     rate_customers = int(os.environ.get("BENCH_CONTACTS_RATE", "300"))
     memory_customers = int(os.environ.get("BENCH_CONTACTS_MEMORY", "100000"))
-    results: dict[str, Any] = {}
-    results["memory"] = memory(memory_customers)  # first, so the peak is the importer's, not the stack's
-    print(
-        f"memory: {memory_customers} customers in {results['memory']['seconds']}s; resident "
-        f"{results['memory']['rss_mb_at_10_percent']} MB at 10% → {results['memory']['rss_mb_at_end']} MB at the end; "
-        f"peak {results['memory']['peak_rss_mb']} MB",
-        flush=True,
-    )
-    results["calls_per_contact"] = calls_per_contact(per_contact)
-    for case, row in results["calls_per_contact"].items():
-        print(f"calls per contact, {case:<16}{row['calls_per_contact']:>6.2f}  ({row['calls']} calls)", flush=True)
-    results["rate"] = sustained_rate(rate_customers)
-    rate = results["rate"]
-    print(
-        f"rate: {rate['crm_requests']} CRM requests in {rate['seconds']}s; sustained {rate['sustained_rate']} req/s "
-        f"= {rate['sustained_share_of_limit']:.0%} of 10 req/s; busiest 10 s window {rate['busiest_10s_window']}; "
-        f"429s: {rate['responses_429']}",
-        flush=True,
-    )
+    parts = os.environ.get("BENCH_CONTACTS_PARTS", "memory,calls,rate").split(",")
+    path = RESULTS / "contacts.json"
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    if "memory" in parts:  # first, so the process peak is the importer's, not the emulators'
+        results["memory"] = memory(memory_customers)
+        mem = results["memory"]
+        print(
+            f"memory: {memory_customers} customers in {mem['seconds']}s; resident {mem['rss_mb_at_10_percent']} MB "
+            f"at 10% → {mem['rss_mb_at_end']} MB at the end; peak {mem['peak_rss_mb']} MB",
+            flush=True,
+        )
+    if "calls" in parts:
+        results["calls_per_contact"] = calls_per_contact(per_contact)
+        for case, row in results["calls_per_contact"].items():
+            print(f"calls per contact, {case:<16}{row['calls_per_contact']:>6.2f}  ({row['calls']} calls)", flush=True)
+    if "rate" in parts:
+        results["rate"] = sustained_rate(rate_customers)
+        rate = results["rate"]
+        print(
+            f"rate: {rate['crm_requests']} CRM requests in {rate['seconds']}s; sustained {rate['sustained_rate']} "
+            f"req/s = {rate['sustained_share_of_limit']:.0%} of 10 req/s; busiest 10 s window "
+            f"{rate['busiest_10s_window']}; 429s: {rate['responses_429']}",
+            flush=True,
+        )
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "contacts.json").write_text(json.dumps(results, indent=2))
+    path.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

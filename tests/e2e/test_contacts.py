@@ -284,7 +284,7 @@ def test_import_resumes_after_a_failure_without_duplicates(
     assert state["created"] + state["unchanged"] == 250
     assert len(contacts_by_email(stack, loc)) == 250 == len(stack.crm.contacts(loc))
     assert len(links(stack, loc)) == 250
-    assert calls[0] <= 250 + contact_import.BATCH_SIZE  # only the stopped batch is asked again
+    assert calls[0] <= 250 + contact_import.CONCURRENCY  # only writes in flight are asked again
     with stack.runtime.sessions() as session:
         last = (
             session.execute(select(Activity).where(Activity.kind == "customer_import").order_by(Activity.id.desc()))

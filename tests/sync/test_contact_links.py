@@ -71,14 +71,6 @@ def test_load_index_matches_by_id_then_email_and_the_newest_row_wins(sqlite_runt
     assert idx.match("99", "x@example.com") is None
 
 
-def test_index_note_mirrors_record(sqlite_runtime: Runtime) -> None:
-    idx = LinkIndex()
-    idx.note(contact_id="c1", qbo_id="58", email="jane@example.com", content_hash="h1", realm_id="r1")
-    idx.note(contact_id="c1", qbo_id="77", email="jane@example.com", content_hash="h7", realm_id="r1")
-    assert idx.by_qbo["77"].hash_for("77", "r1") == "h7"
-    assert idx.match("58", None) is idx.match("12", "jane@example.com")
-
-
 def test_another_realm_takes_the_row_over(sqlite_runtime: Runtime) -> None:
     record(sqlite_runtime, "c1", "58", "jane@example.com", "h1", realm="r1")
     record(sqlite_runtime, "c1", "3", "jane@example.com", "h3", realm="r2")

@@ -10,7 +10,7 @@ from qbconnect.crm.client import CrmClient
 from qbconnect.domain.customer import customer_content_hash
 from qbconnect.errors import PermanentError, TransientError
 from qbconnect.ratelimit import Budget, RateLimiter
-from qbconnect.sync.contact_import import IMPORT_BUDGET
+from qbconnect.sync.contact_import import IMPORT_BUDGET, IMPORT_BUDGETS, IMPORT_SMOOTHING
 from qbconnect.sync.contact_links import LinkSnapshot
 from qbconnect.sync.contact_sync import Action, ContactPlan, has_tag, plan_contact, write_contact
 
@@ -195,13 +195,15 @@ def test_each_call_draws_from_the_given_budget() -> None:
         def acquire(self, budget: Budget, key: str, *, timeout: float = 120.0) -> None:
             drawn.append((budget.name, key))
 
-    write(FakeCrm(), plan_contact(customer(), None, without_email="skip"), limiter=Recorder(), budget=IMPORT_BUDGET)
-    assert drawn == [("crm-import", "loc1"), ("crm-import", "loc1")]
+    write(FakeCrm(), plan_contact(customer(), None, without_email="skip"), limiter=Recorder(), budgets=IMPORT_BUDGETS)
+    assert drawn == [("crm-import-smooth", "loc1"), ("crm-import", "loc1")] * 2
 
 
-def test_import_budget_stays_under_the_crm_limit() -> None:
-    (window,) = IMPORT_BUDGET.windows
-    assert window.amount / window.get_expiry() == pytest.approx(9.5)
+def test_import_budget_stays_under_the_crm_limit_and_smooth() -> None:
+    (ten_seconds,) = IMPORT_BUDGET.windows
+    (one_second,) = IMPORT_SMOOTHING.windows
+    assert (ten_seconds.amount, ten_seconds.get_expiry()) == (95, 10)  # HighLevel: 100 per 10 s
+    assert (one_second.amount, one_second.get_expiry()) == (10, 1)  # no burst of 95 at once
 
 
 def test_only_write_plans_can_be_written() -> None:
@@ -217,5 +219,5 @@ def test_a_budget_that_stays_full_is_a_transient_error() -> None:
             raise TimeoutError("full")
 
     with pytest.raises(TransientError) as caught:
-        write(FakeCrm(), plan_contact(customer(), None, without_email="skip"), limiter=Full(), budget=IMPORT_BUDGET)
+        write(FakeCrm(), plan_contact(customer(), None, without_email="skip"), limiter=Full(), budgets=IMPORT_BUDGETS)
     assert caught.value.retry_after == 10.0

@@ -88,19 +88,6 @@ class LinkIndex:
             found = self.by_email.get(email)
         return found
 
-    def note(self, *, contact_id: str, qbo_id: str, email: str | None, content_hash: str, realm_id: str | None) -> None:
-        """Record a write made in this batch, exactly as :func:`record_contact` will store it."""
-        link = self.by_crm.get(contact_id)
-        if link is None:
-            link = LinkSnapshot(contact_id, qbo_id, email, content_hash, realm_id)
-        elif link.qbo_id in (None, qbo_id):
-            link.qbo_id, link.content_hash, link.realm_id = qbo_id, content_hash, realm_id
-            link.email = email or link.email
-        else:
-            link.aliases[qbo_id] = content_hash
-        self.add(link)
-        self.by_qbo[qbo_id] = link
-
 
 def _chunks(values: Sequence[str]) -> Iterable[list[str]]:
     for start in range(0, len(values), _IN_CHUNK):

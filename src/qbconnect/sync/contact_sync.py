@@ -13,6 +13,7 @@ The decision (:func:`plan_contact`) needs the customer and its link only. The wr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -119,18 +120,20 @@ def write_contact(
     *,
     tag: str,
     limiter: RateLimiter | None = None,
-    budget: Budget | None = None,
+    budgets: Sequence[Budget] = (),
 ) -> ContactWrite:
-    """Create or update the contact and make sure it carries ``tag``. ``budget`` (if given) is drawn from
-    ``limiter`` before each call, on top of the CRM client's own per-location budget."""
+    """Create or update the contact and make sure it carries ``tag``. Each of ``budgets`` is drawn from
+    ``limiter`` before each call, in order and one at a time (each a single atomic draw), on top of the
+    CRM client's own per-location budget."""
     if plan.action is not Action.WRITE:
         raise ValueError(f"nothing to write for a {plan.action} plan")
 
     def pace() -> None:
-        if limiter is None or budget is None:
+        if limiter is None:
             return
         try:
-            limiter.acquire(budget, crm.location_id)
+            for budget in budgets:
+                limiter.acquire(budget, crm.location_id)
         except TimeoutError as exc:
             raise TransientError(
                 "The contact import's HighLevel request budget stayed full; it will continue later.",
