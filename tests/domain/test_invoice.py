@@ -264,6 +264,84 @@ def test_non_us_tax_codes_and_exempt_lines() -> None:
     assert validate_qbo_json("Invoice", payload) == []
 
 
+def test_non_us_rounding_line_makes_up_quickbooks_per_rate_vat() -> None:
+    # 1.35 gross at 20% holds round(1.125 x 20%) = 0.23 VAT: booked at 1.12 net; QuickBooks taxes the 20%
+    # lines together: (0.00 + 1.12) x 20% = 0.22, total 1.34 — a +0.01 rounding line (exempt) gives 1.35
+    items = [line("A", 1, "0.00", "VAT"), line("B", 1, "1.35", "VAT", inclusive=True)]
+    inv = CrmInvoice.from_api(make_invoice(items, currency="GBP"))
+    payload = build_qbo_invoice(inv, ctx(2, UK))
+    [rounding] = rounding_lines(payload)
+    assert payload["Line"][-1] is rounding
+    assert rounding["Amount"] == Decimal("0.01")
+    assert rounding["Description"].startswith("Rounding")
+    assert rounding["SalesItemLineDetail"] == {
+        "ItemRef": {"value": ROUNDING_ITEM},
+        "Qty": Decimal(1),
+        "UnitPrice": Decimal("0.01"),
+        "TaxCodeRef": {"value": "9"},
+    }
+    assert payload["TxnTaxDetail"] == {"TotalTax": Decimal("0.22")}  # what QuickBooks computes
+    assert qbo_total(payload, items) == (inv.total, Decimal("0.22"))
+    assert validate_qbo_json("Invoice", payload) == []
+
+
+def test_non_us_rounding_line_may_be_negative() -> None:
+    # three 0.02 lines at 20%: the CRM rounds 0.004 per line to 0.00, QuickBooks 0.06 x 20% = 0.012 to 0.01
+    items = [line(n, 1, "0.02", "VAT") for n in "ABC"]
+    inv = CrmInvoice.from_api(make_invoice(items, currency="GBP"))
+    payload = build_qbo_invoice(inv, ctx(3, UK))
+    [rounding] = rounding_lines(payload)
+    assert (rounding["Amount"], rounding["SalesItemLineDetail"]["UnitPrice"]) == (Decimal("-0.01"), Decimal("-0.01"))
+    assert qbo_total(payload, items)[0] == inv.total == Decimal("0.06")
+    assert validate_qbo_json("Invoice", payload) == []
+
+
+def test_no_rounding_line_when_quickbooks_agrees_or_for_us_companies() -> None:
+    items = [line("A", 1, 100, "VAT"), line("B", 2, "10.50", "VAT"), line("C", 1, 10)]
+    uk = build_qbo_invoice(CrmInvoice.from_api(make_invoice(items, currency="GBP")), ctx(3, UK))
+    assert rounding_lines(uk) == [] and len(uk["Line"]) == 3
+    cents = [line(n, 1, "0.02", "ST") for n in "ABC"]
+    us = build_qbo_invoice(CrmInvoice.from_api(make_invoice(cents)), ctx(3))
+    assert rounding_lines(us) == [] and len(us["Line"]) == 3
+
+
+def test_rounding_without_an_exempt_code_names_what_to_map() -> None:
+    items = [line(n, 1, "0.02", "VAT") for n in "ABC"]
+    inv = CrmInvoice.from_api(make_invoice(items, currency="GBP"))
+    mapping = TaxMapping(codes={"VAT": "2"})
+    context = InvoiceContext(customer_id="1", item_ids=["1"] * 3, company=UK, tax_mapping=mapping, rounding_item_id="7")
+    with pytest.raises(MappingError, match=r'rounding line of -0\.01.*"exempt" key of the tax code map') as caught:
+        build_qbo_invoice(inv, context)
+    assert caught.value.category is ErrorCategory.PERMANENT
+
+
+def test_non_us_product_limited_discount_is_taken_off_its_lines() -> None:
+    # QuickBooks would spread a discount line over the taxed line too; the CRM takes it off B only
+    items = [line("A", 1, 100, "VAT", product="p1"), line("B", 1, 50, product="p2")]
+    discount = {"type": "percentage", "value": 10, "validOnProductIds": ["p2"]}
+    inv = CrmInvoice.from_api(make_invoice(items, discount, currency="GBP"))
+    payload = build_qbo_invoice(inv, ctx(2, UK))
+    assert [ln["DetailType"] for ln in payload["Line"]] == ["SalesItemLineDetail"] * 2
+    assert payload["Line"][1]["Amount"] == Decimal("45.00")
+    assert payload["Line"][1]["Description"] == "B - B description (less 5.00 10% discount on B)"
+    assert "ApplyTaxAfterDiscount" not in payload
+    assert qbo_total(payload, items) == (inv.total, Decimal("20.00")) == (Decimal("165.00"), Decimal("20.00"))
+    assert validate_qbo_json("Invoice", payload) == []
+
+
+def test_discount_taken_off_the_lines_when_no_rounding_line_can_meet_the_total() -> None:
+    # 24.26% of 658.74 = 159.81, prorated by QuickBooks: GST on 498.8997 = 24.94 (the CRM: 24.95); a rounding
+    # line shifts the proration and tips that VAT to 24.95 whatever its size, so the total jumps past the
+    # CRM's; with the discount taken off the lines the rounding line no longer moves the VAT
+    items = [line("A", 1, "0.04"), line("B", 1, "658.70", "GST")]
+    inv = CrmInvoice.from_api(make_invoice(items, {"type": "percentage", "value": "24.26"}, currency="GBP"))
+    payload = build_qbo_invoice(inv, ctx(2, UK))
+    assert all(ln["DetailType"] == "SalesItemLineDetail" for ln in payload["Line"])
+    assert [ln["Amount"] for ln in payload["Line"][:2]] == [Decimal("0.03"), Decimal("498.90")]
+    assert qbo_total(payload, items)[0] == inv.total
+    assert validate_qbo_json("Invoice", payload) == []
+
+
 def test_unmapped_tax_is_a_plain_permanent_error() -> None:
     inv = CrmInvoice.from_api(make_invoice([line("A", 1, 100, "VAT")], currency="GBP"))
     context = InvoiceContext(customer_id="1", item_ids=["1"], company=UK, tax_mapping=TaxMapping({"GST": "1"}))
@@ -431,10 +509,10 @@ def test_qbo_total_equals_crm_total(items: list[dict[str, Any]], discount: dict[
     stated = payload.get("TxnTaxDetail", {}).get("TotalTax")
     if us:
         assert stated == reference["tax"]
-    elif payload["GlobalTaxCalculation"] == "TaxExcluded":
+    elif payload["GlobalTaxCalculation"] != "NotApplicable":
         assert stated == tax  # the tax QuickBooks computes: the invoice reads back in step
     else:
-        assert "TxnTaxDetail" not in payload or stated == reference["tax"]
+        assert "TxnTaxDetail" not in payload and reference["tax"] == 0
     rounding = rounding_lines(payload)
     if us or payload["GlobalTaxCalculation"] != "TaxExcluded":
         assert rounding == []

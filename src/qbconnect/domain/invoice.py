@@ -88,12 +88,16 @@ class TaxedAmount:
     rates: tuple[tuple[Hashable, Decimal], ...]
 
 
-def qbo_vat(lines: Sequence[TaxedAmount], subtotal: Decimal, discount: Decimal, currency: str) -> Decimal:
-    """The tax QuickBooks computes on a non-US, tax-exclusive sales form (``GlobalTaxCalculation`` TaxExcluded).
+def qbo_vat(
+    lines: Sequence[TaxedAmount], subtotal: Decimal, discount: Decimal, currency: str, *, inclusive: bool = False
+) -> Decimal:
+    """The tax QuickBooks computes on a non-US sales form (``GlobalTaxCalculation`` TaxExcluded, or
+    TaxInclusive with ``inclusive``).
 
     Per tax rate: the sum over the lines carrying it of their amount less their share of the discount
     (``discount x amount / subtotal``, unrounded; ``subtotal`` is the sum of every item line, untaxed ones
-    too; tax after discount), times the rate, rounded once. ``discount`` is 0 without a discount line.
+    too; tax after discount), times the rate (inclusive: the part of that sum the rate makes up), rounded
+    once. ``discount`` is 0 without a discount line.
     """
     bases: dict[Hashable, tuple[Decimal, Decimal]] = {}
     for line in lines:
@@ -104,6 +108,8 @@ def qbo_vat(lines: Sequence[TaxedAmount], subtotal: Decimal, discount: Decimal, 
             known = bases.get(key, (Decimal(0), rate))
             bases[key] = (known[0] + base, rate)
     zero = round_money(Decimal(0), currency)
+    if inclusive:
+        return sum((round_money(base - base / (1 + rate / HUNDRED), currency) for base, rate in bases.values()), zero)
     return sum((round_money(base * rate / HUNDRED, currency) for base, rate in bases.values()), zero)
 
 
@@ -214,8 +220,8 @@ def build_sales_lines(
     discount_amount = breakdown.discount if has_discount and not fold else Decimal(0)
     pre_tax = net_sum - discount_amount
     rounding = Decimal(0)
-    if mode == "TaxInclusive":
-        total_tax = breakdown.tax
+    if mode == "TaxInclusive":  # the total is the lines less the discount; state the VAT QuickBooks finds in it
+        total_tax = qbo_vat(taxed_amounts, net_sum, discount_amount, currency, inclusive=True)
     else:
         total_tax = target - pre_tax
         wanted = breakdown.tax if expected_tax is None else expected_tax
