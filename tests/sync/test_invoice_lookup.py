@@ -128,6 +128,21 @@ def test_items_by_mapping_by_name_or_created_and_cached(harness: Harness) -> Non
     assert qbo.calls == calls
 
 
+def test_rounding_item_created_once_per_company_whatever_the_item_strategy(harness: Harness) -> None:  # noqa: F811
+    realm = harness.company(country="GB", home_currency="GBP")
+    qbo = harness.qbo(realm)
+    settings = LocationSettings(item_strategy="default_item", default_item_id="3", income_account_id="1")
+    rounding_id = qbo_lookup.rounding_item(harness.ctx(), qbo, settings)
+    item = harness.sandbox.get(realm, "Item", rounding_id)
+    assert (item["Name"], item["Type"], item["IncomeAccountRef"]["value"]) == ("Rounding", "Service", "1")
+    calls = qbo.calls
+    assert qbo_lookup.rounding_item(harness.ctx(), qbo, settings) == rounding_id
+    assert qbo.calls == calls
+    other = harness.qbo(harness.company(country="GB", home_currency="GBP"))  # another company: its own item
+    other_id = qbo_lookup.rounding_item(harness.ctx(), other, settings)
+    assert other.calls > 0 and harness.sandbox.get(other.realm_id, "Item", other_id)["Name"] == "Rounding"
+
+
 def test_default_item_strategy(harness: Harness) -> None:  # noqa: F811
     realm = harness.company()
     qbo = harness.qbo(realm)
