@@ -14,7 +14,11 @@ How the total is kept exact:
   can differ by a cent or so. :func:`qbo_vat` computes QuickBooks' figure (the rate of a mapped code is
   the CRM rate of the lines mapped to it) and, when it misses the CRM total by at most a cent per line,
   a "Rounding" line (Qty 1, UnitPrice = Amount = the difference, negative when QuickBooks would come
-  out higher) on the rounding item, booked with the exempt tax code, makes up the difference.
+  out higher) on the rounding item, booked with the exempt tax code, makes up the difference. The
+  stated TotalTax is QuickBooks' own figure, so the invoice reads back in step. Because QuickBooks
+  spreads a discount line over every line, a discount limited to some products is taken off those
+  lines' amounts instead (no discount line), as is any discount when the rounding line's own share of
+  it would tip a rate's VAT so that no rounding amount meets the total.
 - tax-inclusive lines keep their gross price when the whole invoice can be booked tax-inclusive
   (non-US); otherwise they are booked at their net amount (gross minus the tax the CRM found inside it).
 """
