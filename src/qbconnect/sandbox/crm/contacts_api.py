@@ -126,7 +126,7 @@ def contacts_router(sandbox: CrmSandbox) -> APIRouter:
                 if other is not None and other is not existing:
                     ignore.append(key)
             tags_before = list(existing.get("tags") or [])
-            rules.apply_fields(existing, fields, ignore=ignore)
+            sandbox.apply_contact_fields(existing, fields, ignore=ignore)
             sandbox.touch_contact(existing)
             sandbox.emit("ContactUpdate", rules.webhook_payload("ContactUpdate", existing))
             if existing.get("tags") != tags_before:
@@ -171,7 +171,7 @@ def contacts_router(sandbox: CrmSandbox) -> APIRouter:
                 if phone_owner is not None and phone_owner is not contact:
                     raise _duplicate_error(phone_owner, "phone")
             tags_before = list(contact.get("tags") or [])
-            rules.apply_fields(contact, body)
+            sandbox.apply_contact_fields(contact, body)
             sandbox.touch_contact(contact)
             sandbox.emit("ContactUpdate", rules.webhook_payload("ContactUpdate", contact))
             if contact.get("tags") != tags_before:

@@ -6,6 +6,7 @@ import copy
 import secrets
 import threading
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -86,6 +87,9 @@ class CrmSandbox:
         self.emitted_webhooks: list[dict[str, Any]] = []
         self.locations: dict[str, Location] = {}
         self.contact_records: dict[str, dict[str, Any]] = {}
+        # (location, normalised email or phone) -> contact ids in creation order; kept by apply_contact_fields
+        self._contact_index: dict[tuple[str, str, str], list[str]] = {}
+        self._contact_seq: dict[str, int] = {}
         self.invoices: dict[str, dict[str, Any]] = {}
         self.orders: dict[str, dict[str, Any]] = {}
         self.transactions: dict[str, dict[str, Any]] = {}
@@ -161,9 +165,36 @@ class CrmSandbox:
             "dateAdded": stamp,
             "dateUpdated": stamp,
         }
-        contact_rules.apply_fields(contact, fields)
+        self._contact_seq[contact["id"]] = len(self._contact_seq)
         self.contact_records[contact["id"]] = contact
+        self.apply_contact_fields(contact, fields)
         return contact
+
+    def _index_keys(self, contact: dict[str, Any]) -> list[tuple[str, str, str]]:
+        keys = []
+        if contact.get("emailLowerCase"):
+            keys.append((contact["locationId"], "email", contact["emailLowerCase"]))
+        if contact.get("phone"):
+            keys.append((contact["locationId"], "phone", contact["phone"]))
+        return keys
+
+    def apply_contact_fields(
+        self, contact: dict[str, Any], fields: Mapping[str, Any], *, ignore: Iterable[str] = ()
+    ) -> None:
+        """Change a contact's fields and keep the email/phone lookup index in step (call under the lock)."""
+        for key in self._index_keys(contact):
+            ids = self._contact_index.get(key, [])
+            if contact["id"] in ids:
+                ids.remove(contact["id"])
+        contact_rules.apply_fields(contact, fields, ignore=ignore)
+        for key in self._index_keys(contact):
+            ids = self._contact_index.setdefault(key, [])
+            ids.append(contact["id"])
+            ids.sort(key=self._contact_seq.__getitem__)
+
+    def _first_indexed(self, key: tuple[str, str, str]) -> dict[str, Any] | None:
+        ids = self._contact_index.get(key)
+        return self.contact_records[ids[0]] if ids else None
 
     def create_contact(self, location_id: str, **fields: Any) -> dict[str, Any]:
         """A contact added in the CRM UI; fires ContactCreate."""
@@ -187,20 +218,14 @@ class CrmSandbox:
         if not wanted:
             return None
         with self.lock:
-            for contact in self.contact_records.values():
-                if contact["locationId"] == location_id and contact.get("emailLowerCase") == wanted:
-                    return contact
-        return None
+            return self._first_indexed((location_id, "email", wanted))
 
     def find_by_phone(self, location_id: str, phone: str | None) -> dict[str, Any] | None:
         wanted = contact_rules.normalize_phone(phone)
         if not wanted:
             return None
         with self.lock:
-            for contact in self.contact_records.values():
-                if contact["locationId"] == location_id and contact.get("phone") == wanted:
-                    return contact
-        return None
+            return self._first_indexed((location_id, "phone", wanted))
 
     def find_duplicate(
         self, location_id: str, email: str | None, phone: str | None
