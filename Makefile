@@ -27,7 +27,7 @@ types: install
 	$(VENV)/bin/mypy
 
 unit: install
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 test: lint types unit
 

@@ -66,3 +66,13 @@ def sqlite_runtime(tmp_path: Path) -> Iterator[Runtime]:
         yield rt
         jobs.set_dispatcher(None)
         rt.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_logs() -> None:
+    """Production log format at INFO (debug lines per HTTP call would slow the suite)."""
+    import logging
+
+    from qbconnect.logs import configure_logging
+
+    configure_logging(json=False, level=logging.INFO)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,7 +69,9 @@ def fresh_redis_queue() -> Iterator[str]:
 
     if not redis_available():
         pytest.fail("Redis at 127.0.0.1:6379 is not answering (.ci/run starts it)")
-    index = 1 + uuid.uuid4().int % 14
+    # One database index per pytest-xdist worker (gw0 → 1, gw1 → 2, …): parallel tests never share a queue.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = 1 + int(worker.removeprefix("gw") or 0) % 15
     url = f"{REDIS_URL}/{index}"
     client = redis.Redis.from_url(url)
     client.flushdb()
