@@ -18,6 +18,11 @@ def available() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    import logging
+
+    from qbconnect.logs import configure_logging
+
+    configure_logging(json=False, level=logging.WARNING)
     names = argv or available()
     unknown = [n for n in names if n not in available()]
     if unknown:
