@@ -59,9 +59,7 @@ class Settings(BaseSettings):
     job_backoff_max: float = Field(default=900.0, gt=0)
     sweep_interval_seconds: float = Field(default=15.0, gt=0)
     reconcile_interval_seconds: float = Field(default=300.0, gt=0)
-    refund_lookback_days: int = Field(default=90, ge=1)
     worker_threads: int = Field(default=4, ge=1)
-    webhook_max_age_seconds: int = Field(default=86400, ge=60)
     log_json: bool = True
 
     @cached_property
