@@ -78,8 +78,10 @@ class DemoTraffic:
         action = self.rng.choices([a for _, a in self.actions], weights=weights)[0]
         try:
             return action()
-        except (ValueError, KeyError) as exc:  # e.g. nothing to pay yet
-            return f"skipped: {exc}"
+        except IndexError:  # nothing to act on yet (no open invoice, no subscription, …)
+            return f"skipped {action.__name__}: nothing to act on yet"
+        except (ValueError, KeyError) as exc:  # the emulator refused the action (e.g. already paid)
+            return f"skipped {action.__name__}: {exc}"
 
     # -- CRM side
     def _contact(self) -> dict[str, Any]:
@@ -187,7 +189,7 @@ class DemoTraffic:
         self.qbo_customers.remove(customer_id)
         items = self.stack.qbo.entities(self.realm_id, "Item")
         item = next(i for i in items if i.get("Type") == "Service")
-        amount = Decimal(self.rng.choice(["120.00", "75.50", "300.00"]))
+        amount = self.rng.choice(["120.00", "75.50", "300.00"])  # the emulator's UI takes JSON values
         invoice = self.stack.qbo.ui_create(
             self.realm_id,
             "Invoice",

@@ -61,3 +61,24 @@ def test_demo_serves_health_and_syncs_its_traffic(tmp_path: Path) -> None:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_demo_traffic_survives_every_action_from_an_empty_start(tmp_path: Path) -> None:
+    from qbconnect.demo import DemoTraffic
+    from tests.support.stack_fixtures import build_stack
+
+    stack = build_stack(tmp_path)
+    try:
+        location = stack.install_crm_location(name="Greenleaf Gardening")
+        realm = stack.connect_quickbooks(location, name="Greenleaf Gardening LLC", country="US")
+        traffic = DemoTraffic(stack, location, realm, seed=7)
+        for _, action in traffic.actions:  # every action, including those with nothing to act on yet
+            traffic.actions = [(1, action)]
+            assert isinstance(traffic.step(), str)
+        traffic = DemoTraffic(stack, location, realm, seed=11)
+        outcomes = [traffic.step() for _ in range(60)]
+        assert sum(not o.startswith("skipped") for o in outcomes) > 30
+        stack.deliver_webhooks()
+        stack.drain()
+    finally:
+        stack.stop()
