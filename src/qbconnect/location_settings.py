@@ -38,7 +38,7 @@ class LocationSettings(BaseModel):
     income_account_id: str | None = None  # for items we create; default: the company's first Income account
     shipping_item_id: str | None = None
     discount_account_id: str | None = None
-    # Taxes (non-US companies): CRM tax key ("name|rate" or "rate") -> QBO TaxCode Id.
+    # Taxes (non-US companies): CRM tax id, name or "rate:20" (and "exempt") -> QBO TaxCode Id.
     tax_code_map: dict[str, str] = Field(default_factory=dict)
     # Money in: where payments and receipts are deposited (default: Undeposited Funds).
     deposit_account_id: str | None = None
