@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from qbconnect.clock import utcnow
 from qbconnect.db.models import Activity, Link, Location, QboConnection
 from qbconnect.sync import jobs
-from qbconnect.sync.connections_state import is_syncing
+from qbconnect.sync.connections_state import connection_of, is_syncing
 
 EXPIRING_SOON = timedelta(days=14)
 
@@ -86,9 +86,7 @@ def _grouped(session: Session, column: Any, location_id: str, model: Any) -> dic
 
 def location_json(session: Session, location: Location) -> dict[str, Any]:
     """The JSON of ``GET /api/locations/{id}``."""
-    connection = session.execute(
-        select(QboConnection).where(QboConnection.location_id == location.id)
-    ).scalar_one_or_none()
+    connection = connection_of(session, location.id)
     health = token_health(connection)
     active = connection is not None and connection.active_realm_id is not None
     qbo: dict[str, Any] = {"status": connection.status if connection else "not_connected"}

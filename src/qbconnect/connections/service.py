@@ -19,6 +19,7 @@ from qbconnect.domain.company import CompanyFacts
 from qbconnect.errors import PermanentError
 from qbconnect.qbo.oauth import QboTokenSet
 from qbconnect.runtime import Runtime
+from qbconnect.sync.connections_state import connection_of
 
 log = structlog.get_logger(__name__)
 
@@ -63,9 +64,7 @@ def connect_quickbooks(
             f"This QuickBooks company ({company_info.get('CompanyName') or realm_id}) is already connected to "
             "another location. Disconnect it there first."
         )
-    connection = session.execute(
-        select(QboConnection).where(QboConnection.location_id == location_id)
-    ).scalar_one_or_none()
+    connection = connection_of(session, location_id)
     if connection is not None and connection.active_realm_id not in (None, realm_id):
         # Links point at the other company's ids: switching needs an explicit Disconnect first.
         current = connection.company_name or connection.realm_id

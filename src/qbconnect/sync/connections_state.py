@@ -9,6 +9,26 @@ from qbconnect.clock import utcnow
 from qbconnect.db.models import Location, QboConnection
 
 
+def connection_of(session: Session, location_id: str) -> QboConnection | None:
+    """The location's QuickBooks connection row, whatever its status (history is kept after disconnect)."""
+    return session.execute(select(QboConnection).where(QboConnection.location_id == location_id)).scalar_one_or_none()
+
+
+def syncing_location_ids(session: Session) -> list[str]:
+    """Locations with the app installed and a working QuickBooks connection (what periodic passes visit)."""
+    rows = session.execute(
+        select(Location.id)
+        .join(QboConnection, QboConnection.location_id == Location.id)
+        .where(
+            QboConnection.active_realm_id.is_not(None),
+            QboConnection.status == "connected",
+            Location.crm_status != "uninstalled",
+        )
+        .order_by(Location.id)
+    ).scalars()
+    return list(rows)
+
+
 def active_connection(session: Session, location_id: str) -> QboConnection | None:
     return session.execute(
         select(QboConnection).where(

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qbconnect import location_settings
-from qbconnect.db.models import Location, QboConnection
+from qbconnect.db.models import Location
 from qbconnect.location_settings import LocationSettings
 from qbconnect.sync.connections_state import active_connection
 
@@ -71,18 +71,3 @@ def write_state(session: Session, location_id: str, key: str, value: dict[str, A
     if location is None:
         return
     location.state = {**dict(location.state or {}), key: value}
-
-
-def syncing_location_ids(session: Session) -> list[str]:
-    """Locations with the app installed and a working QuickBooks connection."""
-    rows = session.execute(
-        select(Location.id)
-        .join(QboConnection, QboConnection.location_id == Location.id)
-        .where(
-            QboConnection.active_realm_id.is_not(None),
-            QboConnection.status == "connected",
-            Location.crm_status != "uninstalled",
-        )
-        .order_by(Location.id)
-    ).scalars()
-    return list(rows)

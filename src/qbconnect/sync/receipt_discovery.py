@@ -22,7 +22,7 @@ from qbconnect.domain.crm_models import CrmTransaction, parse_datetime
 from qbconnect.location_settings import load
 from qbconnect.sync import jobs, routing
 from qbconnect.sync import receipt_links as links
-from qbconnect.sync.connections_state import active_connection, is_syncing
+from qbconnect.sync.connections_state import active_connection, is_syncing, syncing_location_ids
 from qbconnect.sync.context import JobContext, Result
 from qbconnect.sync.invoice_clients import job_crm_client
 
@@ -161,9 +161,12 @@ def enqueue_due_polls(session: Session, *, now: datetime | None = None) -> list[
         ).all()
     )
     queued: list[str] = []
-    for location in session.execute(select(Location).where(Location.crm_status != "uninstalled")).scalars():
+    for location_id in syncing_location_ids(session):
+        location = session.get(Location, location_id)
+        if location is None:
+            continue
         settings = load(location.settings)
-        if not settings.sync_sales_receipts or not is_syncing(session, location.id):
+        if not settings.sync_sales_receipts:
             continue
         last = as_utc(last_runs.get(location.id))
         if last is not None and now - last < timedelta(minutes=settings.transaction_poll_minutes):

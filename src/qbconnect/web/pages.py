@@ -30,7 +30,7 @@ from qbconnect.errors import SyncError
 from qbconnect.location_settings import LocationSettings
 from qbconnect.runtime import Runtime
 from qbconnect.sync import jobs
-from qbconnect.sync.connections_state import is_syncing
+from qbconnect.sync.connections_state import connection_of, is_syncing
 from qbconnect.web.api import field_errors
 from qbconnect.web.auth import Admin, check_form_csrf, require_page_admin
 from qbconnect.web.oauth import problem_page, settings_url
@@ -214,7 +214,7 @@ def _row(row: Activity) -> dict[str, Any]:
 
 
 def _connection(session: Session, location_id: str) -> QboConnection | None:
-    return session.execute(select(QboConnection).where(QboConnection.location_id == location_id)).scalar_one_or_none()
+    return connection_of(session, location_id)
 
 
 def render_page(

@@ -25,11 +25,12 @@ from qbconnect.domain.customer import normalize_email
 from qbconnect.qbo.faults import NotFound
 from qbconnect.runtime import Runtime
 from qbconnect.sync import jobs
+from qbconnect.sync.connections_state import syncing_location_ids
 from qbconnect.sync.contact_cdc import run_sweep
 from qbconnect.sync.contact_import import CustomerImport, import_ever_completed, start_customer_import
 from qbconnect.sync.contact_links import load_index, mark_deleted, mark_inactive, record_contact, repoint
 from qbconnect.sync.contact_merges import merge_survivor
-from qbconnect.sync.contact_state import ContactSetup, read_setup, syncing_location_ids
+from qbconnect.sync.contact_state import ContactSetup, read_setup
 from qbconnect.sync.contact_sync import Action, plan_contact, write_contact
 from qbconnect.sync.context import JobContext, Result
 from qbconnect.sync.registry import register

@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qbconnect.clock import as_utc, utcnow
@@ -27,7 +26,7 @@ from qbconnect.location_settings import LocationSettings
 from qbconnect.location_settings import load as load_settings
 from qbconnect.runtime import Runtime
 from qbconnect.sync import jobs
-from qbconnect.sync.connections_state import active_connection, is_syncing
+from qbconnect.sync.connections_state import active_connection, is_syncing, syncing_location_ids
 from qbconnect.sync.context import JobContext, Result
 from qbconnect.sync.invoice_clients import job_crm_client, job_qbo_client
 from qbconnect.sync.invoice_converge import Convergence
@@ -261,14 +260,11 @@ def _iso(inv: CrmInvoice) -> str | None:
 @register_periodic("invoice_reconcile", every_seconds=lambda rt: rt.settings.reconcile_interval_seconds)
 def enqueue_reconciliation(runtime: Runtime, session: Session) -> None:
     """Queue one reconciliation pass for every location whose invoices sync."""
-    connections = session.execute(select(QboConnection).where(QboConnection.active_realm_id.is_not(None))).scalars()
-    for connection in list(connections):
-        location = session.get(Location, connection.location_id)
-        if location is None or not is_syncing(session, location.id):
+    for location_id in syncing_location_ids(session):
+        location = session.get(Location, location_id)
+        if location is None or not load_settings(location.settings).sync_invoices:
             continue
-        if not load_settings(location.settings).sync_invoices:
-            continue
-        jobs.enqueue(session, location.id, INVOICE_RECONCILE, "all", "periodic invoice reconciliation")
+        jobs.enqueue(session, location_id, INVOICE_RECONCILE, "all", "periodic invoice reconciliation")
 
 
 @register(INVOICE_RECONCILE, direction="internal", title="Invoice reconciliation")
