@@ -128,11 +128,13 @@ def test_sweeper_requeues_expired_leases_and_lost_tasks(runtime: Runtime) -> Non
         assert jobs.claim(session, crashed, "dead-worker", 0.001) is not None
     dispatched: list[int] = []
     jobs.set_dispatcher(lambda job_id, eta: dispatched.append(job_id))
-    later = utcnow() + timedelta(seconds=30)
+    later = utcnow() + timedelta(seconds=90)
     with runtime.sessions.begin() as session:
         requeued = jobs.sweep(session, now=later, max_attempts=5)
     assert sorted(requeued) == sorted([crashed, lost])
     assert sorted(dispatched) == sorted([crashed, lost])
+    with runtime.sessions.begin() as session:  # a lost job is re-sent once per grace period, not every sweep
+        assert jobs.sweep(session, now=later + timedelta(seconds=15), max_attempts=5) == []
     with runtime.sessions() as session:
         job = session.get(SyncJob, crashed)
     assert job is not None and job.state == "pending" and job.lease_owner is None

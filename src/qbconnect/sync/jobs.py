@@ -227,8 +227,14 @@ def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random |
     return rng.uniform(ceiling / 2, ceiling)
 
 
-def sweep(session: Session, *, now: datetime | None = None, grace_seconds: float = 5.0, max_attempts: int) -> list[int]:
-    """Re-queue jobs whose lease expired (worker died) and due pending jobs whose queue task was lost."""
+def sweep(
+    session: Session, *, now: datetime | None = None, grace_seconds: float = 60.0, max_attempts: int
+) -> list[int]:
+    """Re-queue jobs whose lease expired (worker died) and due pending jobs whose queue task was lost.
+
+    A pending job counts as lost when it has been due and untouched for ``grace_seconds``; it is re-sent and
+    touched, so a long backlog is re-sent at most once per grace period (a duplicate task is harmless: the
+    claim lets one run through)."""
     now = now or utcnow()
     expired = session.execute(
         select(SyncJob).where(SyncJob.state == "running", SyncJob.lease_expires_at < now)
@@ -245,13 +251,15 @@ def sweep(session: Session, *, now: datetime | None = None, grace_seconds: float
         job.last_error = "the worker running this job stopped; running it again"
         requeue.append(job.id)
     lost = session.execute(
-        select(SyncJob.id).where(
+        select(SyncJob).where(
             SyncJob.state == "pending",
             SyncJob.run_after <= now - timedelta(seconds=grace_seconds),
             SyncJob.updated_at <= now - timedelta(seconds=grace_seconds),
         )
     ).scalars()
-    requeue.extend(lost)
+    for job in lost:
+        job.updated_at = now
+        requeue.append(job.id)
     for job_id in requeue:
         dispatch_after_commit(session, job_id)
     return requeue
