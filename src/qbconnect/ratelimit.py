@@ -66,6 +66,3 @@ class RateLimiter:
         if stats.remaining > 0:
             self._limiter.hit(window, budget.name, key, cost=stats.remaining)
         del seconds  # the window's own reset time is the wait
-
-
-NO_LIMIT: RateLimiter | None = None

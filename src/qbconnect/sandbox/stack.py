@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from qbconnect.clock import utcnow
 from qbconnect.config import Settings
-from qbconnect.crm import oauth as crm_oauth
+from qbconnect.connections import flows
 from qbconnect.db.migrate import upgrade
 from qbconnect.db.models import Location, SyncJob
 from qbconnect.runtime import Runtime, build_runtime
@@ -65,12 +65,7 @@ class Stack:
         """
         location_id = self.crm.add_location(name=name, country=country)
         self.crm.next_location_id = location_id
-        url = crm_oauth.install_url(
-            auth_url=self.settings.crm_auth_url,
-            client_id=CRM_CLIENT_ID,
-            redirect_uri=f"{self.service_url}/oauth/crm/callback",
-            scopes=crm_oauth.SCOPES,
-        )
+        url = flows.crm_install_url(self.runtime)
         callback = _redirect_target(self.runtime.http.get(url, follow_redirects=False), "CRM install")
         landed = _redirect_target(self.runtime.http.get(callback, follow_redirects=False), "our CRM callback")
         if "/settings/integrations" not in landed:
