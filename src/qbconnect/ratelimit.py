@@ -6,6 +6,7 @@ workers draw from the same budget. ``acquire`` blocks until the request fits in 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ class RateLimiter:
     def __init__(self, storage_url: str = "memory://") -> None:
         self._storage = storage_from_string(storage_url)
         self._limiter = MovingWindowRateLimiter(self._storage)
+        # Test-then-hit over several windows must not be interleaved by this process's threads, or a hit
+        # refused by the second window would waste a slot of the first. (Across processes on Redis the
+        # pair is not atomic; the waste is bounded by one slot per collision.)
+        self._lock = threading.Lock()
 
     def acquire(self, budget: Budget, key: str, *, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
@@ -45,10 +50,11 @@ class RateLimiter:
             time.sleep(wait)
 
     def try_acquire(self, budget: Budget, key: str) -> bool:
-        for window in budget.windows:
-            if not self._limiter.test(window, budget.name, key):
-                return False
-        return all(self._limiter.hit(window, budget.name, key) for window in budget.windows)
+        with self._lock:
+            for window in budget.windows:
+                if not self._limiter.test(window, budget.name, key):
+                    return False
+            return all(self._limiter.hit(window, budget.name, key) for window in budget.windows)
 
     def _wait_seconds(self, budget: Budget, key: str) -> float:
         waits = [0.01]
