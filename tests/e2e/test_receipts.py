@@ -348,3 +348,54 @@ def test_a_uk_company_books_receipts_without_us_tax_codes(stack: Stack, writes: 
     assert first["GlobalTaxCalculation"] == "NotApplicable" and Decimal(str(first["TotalAmt"])) == Decimal(24)
     (second,) = _receipt_for(c, taxed)
     assert Decimal(str(second["TotalAmt"])) == Decimal(24), "the whole charge, to the cent"
+
+
+def _vat_order(c: Connected, items: list[dict[str, Any]], vat: Decimal) -> dict[str, Any]:
+    """A GB checkout with 20% VAT stated per order (HighLevel's ``taxSummary``), as its transaction."""
+    order = _order(c, "website", "store", items=items, tax=vat)
+    stored = c.stack.crm.orders[order["_id"]]
+    stored["taxSummary"][0].update({"name": "VAT", "rate": Decimal(20)})
+    return _txn_of(c, order)
+
+
+def test_a_uk_order_with_one_mapped_vat_rate_books_its_lines_with_the_vat_code(stack: Stack, writes: Writes) -> None:  # noqa: F811
+    location_id = stack.install_crm_location(name="Acme UK", country="GB")
+    realm_id = stack.connect_quickbooks(location_id, name="Acme UK Ltd", country="GB", home_currency="USD")
+    stack.drain()
+    c = Connected(stack=stack, location_id=location_id, realm_id=realm_id)
+    codes = {x["Name"]: x["Id"] for x in stack.qbo.entities(realm_id, "TaxCode")}
+    _settings(c, tax_code_map={"rate:20": codes["20.0% S"], "exempt": codes["Exempt"]})
+    plain = _vat_order(c, [{"name": "Guide", "amount": 50}], Decimal("10.00"))
+    # three 10.33 lines: the CRM's VAT is 3 x 2.07 = 6.21; QuickBooks' 30.99 x 20% = 6.20, so a rounding line
+    rounded = _vat_order(c, [{"name": f"Widget {n}", "amount": "10.33"} for n in "ABC"], Decimal("6.21"))
+    _sync(c)
+
+    (receipt,) = _receipt_for(c, plain)
+    assert receipt["GlobalTaxCalculation"] == "TaxExcluded"
+    items = [ln for ln in receipt["Line"] if ln["DetailType"] == "SalesItemLineDetail"]
+    assert [ln["SalesItemLineDetail"]["TaxCodeRef"]["value"] for ln in items] == [codes["20.0% S"]]
+    assert Decimal(str(receipt["TxnTaxDetail"]["TotalTax"])) == Decimal("10.00")
+    assert Decimal(str(receipt["TotalAmt"])) == Decimal("60.00") == Decimal(str(plain["amount"]))
+
+    (receipt,) = _receipt_for(c, rounded)
+    items = [ln for ln in receipt["Line"] if ln["DetailType"] == "SalesItemLineDetail"]
+    assert [ln["SalesItemLineDetail"]["TaxCodeRef"]["value"] for ln in items] == [codes["20.0% S"]] * 3 + [
+        codes["Exempt"]
+    ]
+    assert Decimal(str(items[-1]["Amount"])) == Decimal("0.01")
+    assert Decimal(str(receipt["TxnTaxDetail"]["TotalTax"])) == Decimal("6.20")
+    assert Decimal(str(receipt["TotalAmt"])) == Decimal("37.20"), "the whole charge, to the cent"
+    assert all(row.status != "failed" for row in _activities(c))
+
+
+def test_a_uk_order_with_an_unmapped_vat_rate_is_booked_untaxed_with_a_note(stack: Stack, writes: Writes) -> None:  # noqa: F811
+    location_id = stack.install_crm_location(name="Acme UK", country="GB")
+    realm_id = stack.connect_quickbooks(location_id, name="Acme UK Ltd", country="GB", home_currency="USD")
+    stack.drain()
+    c = Connected(stack=stack, location_id=location_id, realm_id=realm_id)
+    txn = _vat_order(c, [{"name": "Guide", "amount": 50}], Decimal("10.00"))
+    _sync(c)
+    (receipt,) = _receipt_for(c, txn)
+    assert receipt["GlobalTaxCalculation"] == "NotApplicable" and Decimal(str(receipt["TotalAmt"])) == Decimal(60)
+    [row] = [a for a in _activities(c) if a.status != "skipped"]
+    assert '"VAT" (20%)' in (row.summary or "") and "untaxed" in (row.summary or "")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from qbconnect.domain.company import CompanyFacts, TaxMapping
-from qbconnect.domain.crm_models import CrmDiscount, CrmLine, CrmOrder, CrmTransaction
+from qbconnect.domain.company import CompanyFacts, TaxMapping, describe_taxes
+from qbconnect.domain.crm_models import CrmDiscount, CrmLine, CrmOrder, CrmTax, CrmTransaction
 from qbconnect.domain.errors import MappingError
-from qbconnect.domain.invoice import build_sales_lines
+from qbconnect.domain.invoice import SalesLinesResult, build_sales_lines
 from qbconnect.domain.money import round_money
 from qbconnect.domain.sources import classify
 
@@ -127,12 +127,86 @@ def _order_lines(order: CrmOrder, ctx: ReceiptContext) -> tuple[list[CrmLine], l
     return items, ids
 
 
+@dataclass(frozen=True)
+class ReceiptDraft:
+    """A SalesReceipt body and, when the order's tax could not be booked on its lines, why (for the sync log)."""
+
+    body: dict[str, Any]
+    tax_note: str | None = None
+
+
+def order_tax(order: CrmOrder, company: CompanyFacts) -> CrmTax | None:
+    """Non-US: the order's one tax rate (HighLevel states tax per order, in ``taxSummary``), to book on its
+    lines; None when the company is US, the order has no tax or several rates, or its items carry taxes."""
+    if company.is_us or order.tax <= 0 or any(line.taxes for line in order.items):
+        return None
+    rates = {(line.rate, line.calculation.strip().lower()) for line in order.tax_lines}
+    if len(rates) != 1:
+        return None
+    first = order.tax_lines[0]
+    return CrmTax(id=first.id, name=first.name, rate=first.rate, calculation=first.calculation)
+
+
+def _vat_lines(
+    txn: CrmTransaction, order: CrmOrder, ctx: ReceiptContext, tax: CrmTax, amount: Decimal
+) -> tuple[SalesLinesResult | None, str | None]:
+    """The order's lines booked with the tax code of its one rate, or (None, why not).
+
+    Every item carries the tax; shipping is tried untaxed (exempt code) first, then taxed, and the first
+    whose total matches the charge as QuickBooks computes it wins."""
+    try:
+        ctx.tax_mapping.code_for([tax])
+    except MappingError as error:
+        return None, f"{error.message} Until then, such payments are booked as one untaxed line."
+    inclusive = tax.calculation.strip().lower() == "inclusive"
+    taxed_items = [replace(line, taxes=(tax,), tax_inclusive=inclusive) for line in order.items]
+    items, ids = _order_lines(order, ctx)
+    variants = [taxed_items + items[len(order.items) :]]
+    if order.shipping > 0:
+        variants.append(taxed_items + [replace(line, taxes=(tax,), tax_inclusive=inclusive) for line in items[-1:]])
+    discount = CrmDiscount(type="fixed", value=order.discount) if order.discount > 0 else None
+    errors: list[MappingError] = []
+    for lines in variants:
+        try:
+            result = build_sales_lines(
+                lines,
+                ids,
+                discount,
+                amount,
+                txn.currency,
+                ctx.company,
+                ctx.tax_mapping,
+                ctx.discount_account_id,
+                what="CRM payment",
+                expected_tax=order.tax,
+                rounding_item_id=ctx.rounding_item_id,
+            )
+        except MappingError as error:
+            errors.append(error)
+            continue
+        return result, None
+    reason = next((e for e in errors if "does not match its lines" not in e.message), errors[0]).message
+    reason = reason.removesuffix(" Nothing was written to QuickBooks.")
+    return None, (
+        f"The CRM tax {describe_taxes([tax])} could not be booked on the order's lines: {reason} "
+        "The payment was booked as one untaxed line."
+    )
+
+
 def build_sales_receipt(txn: CrmTransaction, order: CrmOrder | None, ctx: ReceiptContext) -> dict[str, Any]:
+    """The QBO SalesReceipt for one CRM transaction; TotalAmt equals the amount charged (see
+    :func:`draft_sales_receipt`)."""
+    return draft_sales_receipt(txn, order, ctx).body
+
+
+def draft_sales_receipt(txn: CrmTransaction, order: CrmOrder | None, ctx: ReceiptContext) -> ReceiptDraft:
     """The QBO SalesReceipt for one CRM transaction; TotalAmt equals the amount charged.
 
-    Lines come from the order (items, discount, shipping, tax). When the order's lines do not add up
-    to this charge (a renewal, a partial charge, no order), one line for the charge is booked instead,
-    on ``ctx.fallback_item_id``.
+    Lines come from the order (items, discount, shipping, tax). Non-US companies: an order with one tax
+    rate mapped in ``tax_code_map`` has its lines booked with that code, so QuickBooks computes the VAT
+    (a rounding line keeps the total exact); an unmapped tax, or several rates, leave the lines untaxed.
+    When the order's lines do not add up to this charge (a renewal, a partial charge, no order, a tax the
+    lines cannot carry), one line for the charge is booked instead, on ``ctx.fallback_item_id``.
     """
     company = ctx.company
     company.check_currency(txn.currency, "CRM payment")
@@ -143,29 +217,34 @@ def build_sales_receipt(txn: CrmTransaction, order: CrmOrder | None, ctx: Receip
     body: dict[str, Any] = {"CustomerRef": {"value": ctx.customer_id}}
 
     result = None
+    tax_note = None
     if order is not None and order.items and len(ctx.item_ids) == len(order.items):
-        items, ids = _order_lines(order, ctx)
-        discount = None
-        if order.discount > 0:
-            discount = CrmDiscount(type="fixed", value=order.discount)
-        try:
-            result = build_sales_lines(
-                items,
-                ids,
-                discount,
-                amount,
-                txn.currency,
-                company,
-                ctx.tax_mapping,
-                ctx.discount_account_id,
-                what="CRM payment",
-                expected_tax=order.tax,
-                rounding_item_id=ctx.rounding_item_id,
-            )
-        except MappingError as error:
-            if "does not match its lines" not in error.message:
-                raise
-            result = None  # the charge is not this order's total (e.g. a renewal): book it as one line
+        tax = order_tax(order, company)
+        if tax is not None and round_money(order.amount, txn.currency) == amount:
+            result, tax_note = _vat_lines(txn, order, ctx, tax, amount)
+        if result is None:
+            items, ids = _order_lines(order, ctx)
+            discount = None
+            if order.discount > 0:
+                discount = CrmDiscount(type="fixed", value=order.discount)
+            try:
+                result = build_sales_lines(
+                    items,
+                    ids,
+                    discount,
+                    amount,
+                    txn.currency,
+                    company,
+                    ctx.tax_mapping,
+                    ctx.discount_account_id,
+                    what="CRM payment",
+                    expected_tax=order.tax,
+                    rounding_item_id=ctx.rounding_item_id,
+                )
+            except MappingError as error:
+                if "does not match its lines" not in error.message:
+                    raise
+                result = None  # the charge is not this order's total (e.g. a renewal): book it as one line
     if result is None:
         source = txn.source.name or kind.value.replace("_", " ")
         body["Line"] = [_single_line(ctx.fallback_item_id, amount, f"Payment: {source}", company)]
@@ -183,7 +262,7 @@ def build_sales_receipt(txn: CrmTransaction, order: CrmOrder | None, ctx: Receip
             body["ApplyTaxAfterDiscount"] = True
     _payment_fields(txn, ctx, body, ctx.deposit_account_id)
     body["PrivateNote"] = _note(f"{kind.value.replace('_', ' ')} payment", txn, order)
-    return body
+    return ReceiptDraft(body, tax_note)
 
 
 def refund_needed(crm_amount_refunded: Decimal, booked_refunds: Decimal, currency: str = "USD") -> Decimal:

@@ -19,8 +19,10 @@ from qbconnect.domain.errors import MappingError
 from qbconnect.domain.money import round_money
 from qbconnect.domain.sales_receipt import (
     ReceiptContext,
+    ReceiptDraft,
     build_refund_receipt,
     build_sales_receipt,
+    draft_sales_receipt,
     payment_method_draft,
     refund_needed,
 )
@@ -110,6 +112,9 @@ def sync_transaction(ctx: JobContext) -> Result:
         link = _book_receipt(run, link)
         total = (link.data or {}).get("total")
         parts.append(f"{label} → QuickBooks sales receipt {link.qbo_id} created (total {total})")
+        tax_note = (link.data or {}).get("tax_note")
+        if tax_note:
+            parts.append(f"note: {tax_note}")
     else:
         _check_total(run, link)
     for refund_id, amount in _book_refunds(run, link):
@@ -181,7 +186,7 @@ def _deposit_account_id(run: _Run) -> str:
     return run.settings.deposit_account_id or undeposited_funds_account(run.ctx, run.qbo)
 
 
-def _receipt_body(run: _Run) -> tuple[dict[str, Any], ReceiptContext]:
+def _receipt_body(run: _Run) -> tuple[ReceiptDraft, ReceiptContext]:
     txn, ctx, qbo, settings = run.txn, run.ctx, run.qbo, run.settings
     run.facts.check_currency(txn.currency, "CRM payment")
     order = _order(run)
@@ -208,7 +213,7 @@ def _receipt_body(run: _Run) -> tuple[dict[str, Any], ReceiptContext]:
     )
     if receipt_ctx.fallback_item_id is None:
         try:
-            return build_sales_receipt(txn, order, receipt_ctx), receipt_ctx
+            return draft_sales_receipt(txn, order, receipt_ctx), receipt_ctx
         except MappingError:
             # Did the order's lines fail to explain the charge (e.g. their tax disagrees), so that the
             # mapping wanted the one-line fallback? Probing with a placeholder item tells, without I/O;
@@ -216,7 +221,7 @@ def _receipt_body(run: _Run) -> tuple[dict[str, Any], ReceiptContext]:
             build_sales_receipt(txn, order, replace(receipt_ctx, fallback_item_id=_PROBE_ITEM))
         fallback = resolve_item(ctx, fallback_line(txn, run.kind, order), qbo, settings)
         receipt_ctx = replace(receipt_ctx, fallback_item_id=fallback)
-    return build_sales_receipt(txn, order, receipt_ctx), receipt_ctx
+    return draft_sales_receipt(txn, order, receipt_ctx), receipt_ctx
 
 
 def _first_item(body: dict[str, Any]) -> str | None:
@@ -229,7 +234,8 @@ def _first_item(body: dict[str, Any]) -> str | None:
 
 def _book_receipt(run: _Run, link: Link | None) -> Link:
     ctx, txn = run.ctx, run.txn
-    body, receipt_ctx = _receipt_body(run)
+    draft, receipt_ctx = _receipt_body(run)
+    body = draft.body
     if link is None:
         link = Link(location_id=ctx.location_id, kind=links.KIND, crm_id=txn.id, data={})
         ctx.session.add(link)
@@ -254,8 +260,11 @@ def _book_receipt(run: _Run, link: Link | None) -> Link:
         deposit_account_id=receipt_ctx.deposit_account_id,
         refunded=(link.data or {}).get("refunded", "0"),
         refunds=(link.data or {}).get("refunds", []),
+        tax_note=draft.tax_note,
     )
     ctx.session.flush()
+    if draft.tax_note:
+        ctx.log.warning("sales_receipt.tax_untaxed", note=draft.tax_note)
     if total != charged:
         ctx.checkpoint()  # keep the receipt's id: the mismatch is for a person to look at
         raise _mismatch(link.qbo_id, total, charged, txn)
