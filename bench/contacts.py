@@ -28,15 +28,13 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import structlog
 
+from bench._common import RESULTS, SECRET, bench_stack
 from qbconnect.config import Settings
 from qbconnect.crm.client import CrmClient
 from qbconnect.db.migrate import upgrade
@@ -44,14 +42,12 @@ from qbconnect.db.models import Location
 from qbconnect.qbo.client import QboClient
 from qbconnect.qbo.tokens import StaticTokenSource
 from qbconnect.runtime import build_runtime
-from qbconnect.sandbox.stack import Stack, start_stack
+from qbconnect.sandbox.stack import Stack
 from qbconnect.sync import contact_import, jobs
 from qbconnect.sync.contact_import import CustomerImport, start_customer_import
 from qbconnect.sync.contact_state import IMPORT_KEY, read_setup
 from qbconnect.sync.context import JobContext
 
-RESULTS = Path(__file__).parent / "results"
-SECRET = "bench-secret-key-0123456789"
 CRM_LIMIT_PER_SECOND = 10.0
 
 
@@ -64,23 +60,6 @@ class NoLimit:
 
     def penalize(self, *args: object, **kwargs: object) -> None:
         return None
-
-
-@contextmanager
-def _stack(**kwargs: Any) -> Iterator[Stack]:
-    with tempfile.TemporaryDirectory() as tmp:
-        jobs.set_dispatcher(None)
-        stack = start_stack(
-            database_url=f"sqlite:///{tmp}/bench.db",
-            queue_url=f"sqlite:///{tmp}/queue.db",
-            secret_key=SECRET,
-            admin_token="bench-admin",
-            **kwargs,
-        )
-        try:
-            yield stack
-        finally:
-            stack.stop()
 
 
 def _connect(stack: Stack, name: str) -> tuple[str, str]:
@@ -109,7 +88,7 @@ def _import(stack: Stack, location_id: str) -> tuple[dict[str, Any], list[Any], 
 
 
 def calls_per_contact(count: int) -> dict[str, Any]:
-    with _stack(crm_options={"rate_limit": 1_000_000}) as stack:
+    with bench_stack(crm_options={"rate_limit": 1_000_000}) as stack:
         stack.runtime.limiter = NoLimit()  # type: ignore[assignment]
         results: dict[str, Any] = {}
         new_loc, new_realm = _connect(stack, "New Contacts")
@@ -146,7 +125,7 @@ def calls_per_contact(count: int) -> dict[str, Any]:
 
 
 def sustained_rate(count: int) -> dict[str, Any]:
-    with _stack() as stack:  # real limits: emulator 100 per 10 s, service's shared budget
+    with bench_stack() as stack:  # real limits: emulator 100 per 10 s, service's shared budget
         location_id, realm_id = _connect(stack, "Rate Co")
         stack.qbo.seed_customers(realm_id, count)
         state, requests, elapsed = _import(stack, location_id)

@@ -11,20 +11,16 @@ running the jobs. The QBO emulator's ``request_log`` counts the calls each event
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-from qbconnect.sandbox.stack import Stack, start_stack
-from qbconnect.sync import invoice_clients, jobs
-
-RESULTS = Path(__file__).parent / "results"
+from bench._common import bench_stack, write_results
+from qbconnect.sandbox.stack import Stack
+from qbconnect.sync import invoice_clients
 
 
 def _counts(stack: Stack, realm_id: str, start: int) -> tuple[int, int]:
@@ -36,20 +32,9 @@ def _counts(stack: Stack, realm_id: str, start: int) -> tuple[int, int]:
 def main() -> None:
     count = int(os.environ.get("BENCH_INVOICES", "20"))
     invoice_clients.qbo_sleep = lambda seconds: None
-    with tempfile.TemporaryDirectory() as tmp:
-        jobs.set_dispatcher(None)
-        stack = start_stack(
-            database_url=f"sqlite:///{tmp}/bench.db",
-            queue_url=f"sqlite:///{tmp}/queue.db",
-            secret_key="bench-secret-key-0123456789",
-            admin_token="bench-admin",
-        )
-        try:
-            results = _run(stack, count)
-        finally:
-            stack.stop()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "invoices.json").write_text(json.dumps(results, indent=2))
+    with bench_stack() as stack:
+        results = _run(stack, count)
+    write_results("invoices", results)
     print(f"{'event':<16}{'writes/event':>14}{'reads/event':>13}{'calls/event':>13}{'ms/event':>10}")
     for event, row in results["events"].items():
         print(

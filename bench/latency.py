@@ -11,18 +11,15 @@ receipt; for N QuickBooks customers, from creation in QuickBooks to the CRM cont
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 
-from qbconnect.sandbox.stack import Stack, start_stack
+from bench._common import bench_stack, write_results
+from qbconnect.sandbox.stack import Stack
 
-RESULTS = Path(__file__).parent / "results"
 WEBHOOK_INTERVAL = 0.1  # how often the emulators deliver queued webhooks (the platforms batch too)
 
 
@@ -96,20 +93,9 @@ def _run(stack: Stack, count: int) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     count = int(os.environ.get("BENCH_LATENCY", "15"))
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = start_stack(
-            database_url=f"sqlite:///{tmp}/bench.db",
-            queue_url=f"sqlite:///{tmp}/queue.db",
-            secret_key="bench-secret-key-0123456789",
-            admin_token="bench-admin",
-            run_worker=True,
-        )
-        try:
-            results = _run(stack, count)
-        finally:
-            stack.stop()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latency.json").write_text(json.dumps(results, indent=2))
+    with bench_stack(run_worker=True) as stack:
+        results = _run(stack, count)
+    write_results("latency", results)
     print(f"{'path':<36}{'n':>4}{'p50 s':>8}{'p95 s':>8}{'max s':>8}")
     for path, row in results.items():
         print(f"{path:<36}{row['n']:>4}{row['p50_s']:>8.3f}{row['p95_s']:>8.3f}{row['max_s']:>8.3f}")

@@ -11,38 +11,23 @@ each cost in the emulators' request logs. Finally it times a poll that finds not
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-from qbconnect.sandbox.stack import Stack, start_stack
+from bench._common import bench_stack, write_results
+from qbconnect.sandbox.stack import Stack
 from qbconnect.sync import invoice_clients, jobs, routing
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
     count = int(os.environ.get("BENCH_RECEIPTS", "20"))
     invoice_clients.qbo_sleep = lambda seconds: None
-    with tempfile.TemporaryDirectory() as tmp:
-        jobs.set_dispatcher(None)
-        stack = start_stack(
-            database_url=f"sqlite:///{tmp}/bench.db",
-            queue_url=f"sqlite:///{tmp}/queue.db",
-            secret_key="bench-secret-key-0123456789",
-            admin_token="bench-admin",
-        )
-        try:
-            results = _run(stack, count)
-        finally:
-            stack.stop()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "receipts.json").write_text(json.dumps(results, indent=2))
+    with bench_stack() as stack:
+        results = _run(stack, count)
+    write_results("receipts", results)
     print(f"{'event':<12}{'qbo writes':>12}{'qbo reads':>11}{'crm calls':>11}{'ms/event':>10}")
     for event, row in results["events"].items():
         print(
