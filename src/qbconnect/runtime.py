@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import httpx
 from sqlalchemy import Engine
@@ -22,8 +23,9 @@ class Runtime:
     limiter: RateLimiter
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0)))
 
-    @property
+    @cached_property
     def cipher(self) -> TokenCipher:
+        """Derived once per process (HKDF + Fernet), not on every token read."""
         return TokenCipher(self.settings.secret("secret_key"))
 
     def close(self) -> None:
