@@ -20,7 +20,7 @@ from typing import Any
 
 from bench._common import bench_stack, write_results
 from qbconnect.sandbox.stack import Stack
-from qbconnect.sync import invoice_clients
+from qbconnect.sync import job_clients
 
 
 def _counts(stack: Stack, realm_id: str, start: int) -> tuple[int, int]:
@@ -31,7 +31,7 @@ def _counts(stack: Stack, realm_id: str, start: int) -> tuple[int, int]:
 
 def main() -> None:
     count = int(os.environ.get("BENCH_INVOICES", "20"))
-    invoice_clients.qbo_sleep = lambda seconds: None
+    job_clients.qbo_sleep = lambda seconds: None
     with bench_stack() as stack:
         results = _run(stack, count)
     write_results("invoices", results)

@@ -19,12 +19,12 @@ from typing import Any
 
 from bench._common import bench_stack, write_results
 from qbconnect.sandbox.stack import Stack
-from qbconnect.sync import invoice_clients, jobs, routing
+from qbconnect.sync import job_clients, jobs, routing
 
 
 def main() -> None:
     count = int(os.environ.get("BENCH_RECEIPTS", "20"))
-    invoice_clients.qbo_sleep = lambda seconds: None
+    job_clients.qbo_sleep = lambda seconds: None
     with bench_stack() as stack:
         results = _run(stack, count)
     write_results("receipts", results)

@@ -17,7 +17,7 @@ from qbconnect.db.models import SyncJob
 from qbconnect.qbo.client import QboClient
 from qbconnect.sandbox.crm.webhooks import deliver
 from qbconnect.sandbox.stack import Stack
-from qbconnect.sync import invoice_clients, jobs
+from qbconnect.sync import job_clients, jobs
 from tests.e2e.test_invoice_sync import Books, make_books
 from tests.support.stack_fixtures import stack  # noqa: F401
 
@@ -106,7 +106,7 @@ def random_step(books: Books, rng: random.Random, invoices: list[str]) -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_histories_converge(stack: Stack, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     rng = random.Random(seed)
-    monkeypatch.setattr(invoice_clients, "qbo_sleep", lambda seconds: None)
+    monkeypatch.setattr(job_clients, "qbo_sleep", lambda seconds: None)
     books = make_books(stack, "US" if seed % 2 else "GB")
     invoices = [books.invoice(email=EMAILS[i % len(EMAILS)]) for i in range(INVOICES)]
     for inv_id in invoices:  # every invoice is sent at some point

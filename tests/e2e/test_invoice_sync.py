@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from qbconnect.db.models import Activity, Link, Location
 from qbconnect.sandbox.stack import Stack
-from qbconnect.sync import invoice_clients
+from qbconnect.sync import job_clients
 from qbconnect.sync.routing import INVOICE_RECONCILE
 from qbconnect.worker import PERIODIC
 from tests.support.stack_fixtures import stack  # noqa: F401
@@ -306,7 +306,7 @@ def test_lost_webhooks_are_healed_by_reconciliation(books: Books) -> None:
 
 
 def test_lost_create_answer_gives_exactly_one_invoice(us_books: Books, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(invoice_clients, "qbo_sleep", lambda seconds: None)
+    monkeypatch.setattr(job_clients, "qbo_sleep", lambda seconds: None)
     inv = us_books.invoice()
     us_books.stack.crm.send_invoice(inv)
     us_books.settle()  # customer and items known now

@@ -14,7 +14,7 @@ from qbconnect.db.models import Activity, Link, Location
 from qbconnect.location_settings import load
 from qbconnect.qbo.client import QboClient
 from qbconnect.sandbox.stack import Stack
-from qbconnect.sync import invoice_clients, jobs, routing
+from qbconnect.sync import job_clients, jobs, routing
 from qbconnect.sync.receipt_discovery import STATE_KEY, enqueue_due_polls
 from tests.support.qbo_xsd import validate_qbo_json
 from tests.support.stack_fixtures import Connected, connected, stack  # noqa: F401
@@ -40,7 +40,7 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Writes]:
         return original(self, entity, body, request_id=request_id)
 
     monkeypatch.setattr(QboClient, "create", create)
-    monkeypatch.setattr(invoice_clients, "qbo_sleep", lambda seconds: None)
+    monkeypatch.setattr(job_clients, "qbo_sleep", lambda seconds: None)
     yield record
     for entity in ("SalesReceipt", "RefundReceipt"):
         for body in record.of(entity):

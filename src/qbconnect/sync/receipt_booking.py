@@ -33,7 +33,7 @@ from qbconnect.qbo.client import QboClient
 from qbconnect.sync import receipt_links as links
 from qbconnect.sync.connections_state import active_connection, is_syncing
 from qbconnect.sync.context import JobContext, Result
-from qbconnect.sync.invoice_clients import job_crm_client, job_qbo_client
+from qbconnect.sync.job_clients import job_crm_client, job_qbo_client
 from qbconnect.sync.qbo_lookup import (
     find_link,
     money,

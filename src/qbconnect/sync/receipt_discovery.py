@@ -24,7 +24,7 @@ from qbconnect.sync import jobs, routing
 from qbconnect.sync import receipt_links as links
 from qbconnect.sync.connections_state import active_connection, is_syncing, syncing_location_ids
 from qbconnect.sync.context import JobContext, Result
-from qbconnect.sync.invoice_clients import job_crm_client
+from qbconnect.sync.job_clients import job_crm_client
 
 STATE_KEY = "transaction_poll"
 POLL_OVERLAP = timedelta(minutes=5)  # clock skew and late writes on HighLevel's side

@@ -28,7 +28,6 @@ from qbconnect.runtime import Runtime
 from qbconnect.sync import jobs
 from qbconnect.sync.connections_state import active_connection, is_syncing, syncing_location_ids
 from qbconnect.sync.context import JobContext, Result
-from qbconnect.sync.invoice_clients import job_crm_client, job_qbo_client
 from qbconnect.sync.invoice_converge import Convergence
 from qbconnect.sync.invoice_rules import (
     VOID_STATUSES,
@@ -41,6 +40,7 @@ from qbconnect.sync.invoice_rules import (
     label,
     skip_message,
 )
+from qbconnect.sync.job_clients import job_crm_client, job_qbo_client
 from qbconnect.sync.qbo_lookup import belongs_to, find_link, resolve_customer, resolve_item, rounding_item
 from qbconnect.sync.registry import register
 from qbconnect.sync.routing import INVOICE, INVOICE_RECONCILE

@@ -1,5 +1,5 @@
-"""The platform clients of one invoice job, built so that no database transaction stays open while a
-platform answers.
+"""The platform clients of one sync job (invoices, receipts), built so that no database transaction
+stays open while a platform answers.
 
 The clients read their tokens in a session of their own, and on SQLite every transaction holds the
 write lock (``BEGIN IMMEDIATE``): a job that kept its transaction open across a call would make that read
