@@ -70,8 +70,10 @@ def fresh_redis_queue() -> Iterator[str]:
     if not redis_available():
         pytest.fail("Redis at 127.0.0.1:6379 is not answering (.ci/run starts it)")
     # One database index per pytest-xdist worker (gw0 → 1, gw1 → 2, …): parallel tests never share a queue.
+    # QBCONNECT_TEST_REDIS_OFFSET shifts the range so two checkouts can run their suites side by side.
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    index = 1 + int(worker.removeprefix("gw") or 0) % 15
+    offset = int(os.environ.get("QBCONNECT_TEST_REDIS_OFFSET", "0"))
+    index = 1 + (offset + int(worker.removeprefix("gw") or 0)) % 15
     url = f"{REDIS_URL}/{index}"
     client = redis.Redis.from_url(url)
     client.flushdb()
