@@ -22,6 +22,7 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/lint-imports
 
 types: install
 	$(VENV)/bin/mypy

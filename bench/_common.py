@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qbconnect.sandbox.stack import Stack, start_stack
-from qbconnect.sync import jobs
+from qbconnect.sync.engine import jobs
 
 RESULTS = Path(__file__).parent / "results"
 SECRET = "bench-secret-key-0123456789"

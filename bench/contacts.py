@@ -43,10 +43,11 @@ from qbconnect.qbo.client import QboClient
 from qbconnect.qbo.tokens import StaticTokenSource
 from qbconnect.runtime import build_runtime
 from qbconnect.sandbox.stack import Stack
-from qbconnect.sync import contact_import, jobs
-from qbconnect.sync.contact_import import CustomerImport, start_customer_import
-from qbconnect.sync.contact_state import IMPORT_KEY, read_setup
-from qbconnect.sync.context import JobContext
+from qbconnect.sync.contacts import importer as contact_import
+from qbconnect.sync.contacts.importer import CustomerImport, start_customer_import
+from qbconnect.sync.contacts.state import IMPORT_KEY, read_setup
+from qbconnect.sync.engine import jobs
+from qbconnect.sync.engine.context import JobContext
 
 CRM_LIMIT_PER_SECOND = 10.0
 

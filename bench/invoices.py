@@ -20,7 +20,7 @@ from typing import Any
 
 from bench._common import bench_stack, write_results
 from qbconnect.sandbox.stack import Stack
-from qbconnect.sync import job_clients
+from qbconnect.sync.engine import clients as job_clients
 
 
 def _counts(stack: Stack, realm_id: str, start: int) -> tuple[int, int]:

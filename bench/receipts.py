@@ -19,7 +19,8 @@ from typing import Any
 
 from bench._common import bench_stack, write_results
 from qbconnect.sandbox.stack import Stack
-from qbconnect.sync import job_clients, jobs, routing
+from qbconnect.sync.engine import clients as job_clients
+from qbconnect.sync.engine import jobs, routing
 
 
 def main() -> None:

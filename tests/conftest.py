@@ -9,7 +9,7 @@ import pytest
 
 from qbconnect.config import Settings
 from qbconnect.runtime import Runtime, build_runtime
-from qbconnect.sync import jobs
+from qbconnect.sync.engine import jobs
 from tests.support.databases import fresh_database, fresh_redis_queue
 
 TEST_SECRET = "test-secret-key-0123456789"

@@ -42,7 +42,7 @@ def serve(
 
     from qbconnect.db.migrate import upgrade
     from qbconnect.runtime import build_runtime
-    from qbconnect.sync.handlers import load_handlers
+    from qbconnect.sync.kinds import load_handlers
     from qbconnect.web.app import create_app
     from qbconnect.worker import Queue
 
@@ -63,7 +63,7 @@ def worker(
     """A job worker only (scale-out: run many against PostgreSQL + Redis)."""
     from qbconnect.db.migrate import upgrade
     from qbconnect.runtime import build_runtime
-    from qbconnect.sync.handlers import load_handlers
+    from qbconnect.sync.kinds import load_handlers
     from qbconnect.worker import Queue, Ticker, start_consumer
 
     settings = _settings("secret_key")
@@ -98,7 +98,7 @@ def status(
 ) -> None:
     """Connections, job counts and import progress."""
     from qbconnect.runtime import build_runtime
-    from qbconnect.sync.status import location_overviews
+    from qbconnect.services.status import location_overviews
 
     settings = _settings()
     runtime = build_runtime(settings)
@@ -120,7 +120,7 @@ def status(
 def retry(activity_id: Annotated[int, typer.Argument(help="Sync log row to retry.")]) -> None:
     """Retry one failed sync-log row (same as its Retry button)."""
     from qbconnect.runtime import build_runtime
-    from qbconnect.sync import jobs
+    from qbconnect.sync.engine import jobs
     from qbconnect.worker import Queue
 
     settings = _settings()

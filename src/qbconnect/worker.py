@@ -7,21 +7,17 @@ the truth: a Huey task lost in a crash is re-queued by the sweeper.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import structlog
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 from qbconnect.runtime import Runtime
-from qbconnect.sync import jobs
-from qbconnect.sync.engine import JobRunner
+from qbconnect.sync.engine import jobs, registry
+from qbconnect.sync.engine.runner import JobRunner
 
 log = structlog.get_logger(__name__)
 
@@ -34,26 +30,6 @@ def build_huey(queue_url: str) -> Huey:
         raise ValueError(f"QBCONNECT_QUEUE_URL must be a SQLite path URL or redis://…, got {queue_url!r}")
     Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     return SqliteHuey("qbconnect", filename=url.database, results=False, utc=True)
-
-
-@dataclass(frozen=True)
-class Periodic:
-    """A periodic hook: ``fn(session)`` enqueues whatever needs a look (reconciliation, polling)."""
-
-    name: str
-    every_seconds: Callable[[Runtime], float]
-    fn: Callable[[Runtime, Session], None]
-
-
-PERIODIC: list[Periodic] = []
-
-
-def register_periodic(name: str, every_seconds: Callable[[Runtime], float]) -> Callable[..., Any]:
-    def decorate(fn: Callable[[Runtime, Session], None]) -> Callable[[Runtime, Session], None]:
-        PERIODIC.append(Periodic(name=name, every_seconds=every_seconds, fn=fn))
-        return fn
-
-    return decorate
 
 
 class Queue:
@@ -104,7 +80,7 @@ class Ticker(threading.Thread):
                 jobs.sweep(session, max_attempts=self.runtime.settings.job_max_attempts)
         except Exception:
             log.exception("ticker.sweep_failed")
-        for hook in PERIODIC:
+        for hook in registry.PERIODIC:
             last = self._last_run.get(hook.name)
             if last is not None and now - last < hook.every_seconds(self.runtime):
                 continue

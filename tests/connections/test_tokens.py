@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from qbconnect.clock import utcnow
 from qbconnect.connections import service
+from qbconnect.connections.state import is_syncing
 from qbconnect.connections.tokens import DbQboTokenSource
 from qbconnect.db.models import Location, QboConnection
 from qbconnect.errors import AuthError
@@ -29,8 +30,7 @@ from qbconnect.qbo.tokens import StaticTokenSource
 from qbconnect.runtime import Runtime, build_runtime
 from qbconnect.sandbox.qbo import QboSandbox, create_app
 from qbconnect.sandbox.server import RunningServer, serve_in_thread
-from qbconnect.sync import jobs
-from qbconnect.sync.connections_state import is_syncing
+from qbconnect.sync.engine import jobs
 from tests.conftest import TEST_SECRET, make_settings
 
 CLIENT_ID = "tok-client"

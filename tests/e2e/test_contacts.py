@@ -14,20 +14,20 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-import qbconnect.sync.contact_import as contact_import
+import qbconnect.sync.contacts.importer as contact_import
 from qbconnect.clock import utcnow
 from qbconnect.crm.client import CrmClient
 from qbconnect.db.models import Activity, Link, Location, SyncJob
 from qbconnect.errors import TransientError
 from qbconnect.sandbox.stack import Stack
-from qbconnect.sync import jobs
-from qbconnect.sync.contact_links import LINK_KIND
-from qbconnect.sync.handlers.customer import (
+from qbconnect.services.status import location_overviews
+from qbconnect.sync.contacts.handler import (
     enqueue_change_sweeps,
     enqueue_unfinished_imports,
     start_customer_import,
 )
-from qbconnect.sync.status import location_overviews
+from qbconnect.sync.engine import jobs
+from qbconnect.sync.links.customers import LINK_KIND
 from tests.support.stack_fixtures import Connected, build_stack, connected, stack  # noqa: F401
 
 # ---- helpers ---------------------------------------------------------------------------------------

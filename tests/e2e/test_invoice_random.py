@@ -17,7 +17,8 @@ from qbconnect.db.models import SyncJob
 from qbconnect.qbo.client import QboClient
 from qbconnect.sandbox.crm.webhooks import deliver
 from qbconnect.sandbox.stack import Stack
-from qbconnect.sync import job_clients, jobs
+from qbconnect.sync.engine import clients as job_clients
+from qbconnect.sync.engine import jobs
 from tests.e2e.test_invoice_sync import Books, make_books
 from tests.support.stack_fixtures import stack  # noqa: F401
 

@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from qbconnect.db.models import Activity, Link, Location
 from qbconnect.sandbox.stack import Stack
-from qbconnect.sync import job_clients
-from qbconnect.sync.routing import INVOICE_RECONCILE
-from qbconnect.worker import PERIODIC
+from qbconnect.sync.engine import clients as job_clients
+from qbconnect.sync.engine.registry import PERIODIC
+from qbconnect.sync.engine.routing import INVOICE_RECONCILE
 from tests.support.stack_fixtures import stack  # noqa: F401
 
 

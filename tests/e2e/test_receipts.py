@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import select
 
 from qbconnect.db.models import Activity, Link, Location
-from qbconnect.location_settings import load
+from qbconnect.domain.location_settings import load
 from qbconnect.qbo.client import QboClient
 from qbconnect.sandbox.stack import Stack
-from qbconnect.sync import job_clients, jobs, routing
-from qbconnect.sync.receipt_discovery import STATE_KEY, enqueue_due_polls
+from qbconnect.sync.engine import clients as job_clients
+from qbconnect.sync.engine import jobs, routing
+from qbconnect.sync.receipts.discovery import STATE_KEY, enqueue_due_polls
 from tests.support.qbo_xsd import validate_qbo_json
 from tests.support.stack_fixtures import Connected, connected, stack  # noqa: F401
 

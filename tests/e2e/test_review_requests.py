@@ -13,8 +13,8 @@ from qbconnect.crm.client import CrmClient
 from qbconnect.db.models import Activity, Location, QboConnection, ReviewRequest
 from qbconnect.errors import TransientError
 from qbconnect.sandbox.stack import Stack
-from qbconnect.sync import jobs
-from qbconnect.sync.routing import QBO_PAYMENT
+from qbconnect.sync.engine import jobs
+from qbconnect.sync.engine.routing import QBO_PAYMENT
 from tests.support.stack_fixtures import Connected, connected, stack  # noqa: F401
 
 LINK = "https://g.page/r/acme-plumbing/review"

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from qbconnect.clock import utcnow
 from qbconnect.db.models import Location, QboConnection, SyncJob
-from qbconnect.sync.handlers.connection import enqueue_keepalive
+from qbconnect.sync.keepalive.handler import enqueue_keepalive
 from tests.support.stack_fixtures import Connected, connected, stack  # noqa: F401
 
 

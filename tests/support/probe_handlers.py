@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from qbconnect.errors import PermanentError, TransientError
-from qbconnect.sync.context import JobContext, Result
-from qbconnect.sync.registry import register
+from qbconnect.sync.engine.context import JobContext, Result
+from qbconnect.sync.engine.registry import register
 
 
 def _log(line: str) -> None:

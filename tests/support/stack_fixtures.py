@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qbconnect.sandbox.stack import Stack, start_stack
-from qbconnect.sync import jobs
+from qbconnect.sync.engine import jobs
 from tests.conftest import TEST_ADMIN, TEST_SECRET
 
 

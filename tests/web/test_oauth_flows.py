@@ -22,7 +22,7 @@ from qbconnect.qbo import oauth as qbo_oauth
 from qbconnect.qbo.client import QboClient
 from qbconnect.qbo.tokens import StaticTokenSource
 from qbconnect.sandbox.stack import QBO_CLIENT_ID, QBO_CLIENT_SECRET, Stack
-from qbconnect.sync import jobs, routing
+from qbconnect.sync.engine import jobs, routing
 from tests.conftest import TEST_ADMIN, TEST_SECRET
 from tests.support.stack_fixtures import Connected, connected, stack  # noqa: F401
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
+from qbconnect.connections.state import connection_of
 from qbconnect.connections.tokens import store_crm_tokens, store_qbo_tokens
 from qbconnect.crm.oauth import CrmTokenSet
 from qbconnect.db.models import Location, QboConnection
@@ -19,7 +20,6 @@ from qbconnect.domain.company import CompanyFacts
 from qbconnect.errors import PermanentError
 from qbconnect.qbo.oauth import QboTokenSet
 from qbconnect.runtime import Runtime
-from qbconnect.sync.connections_state import connection_of
 
 log = structlog.get_logger(__name__)
 

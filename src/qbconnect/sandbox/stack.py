@@ -15,7 +15,6 @@ from sqlalchemy import select, update
 
 from qbconnect.clock import utcnow
 from qbconnect.config import Settings
-from qbconnect.connections import flows
 from qbconnect.db.migrate import upgrade
 from qbconnect.db.models import Location, SyncJob
 from qbconnect.runtime import Runtime, build_runtime
@@ -24,7 +23,8 @@ from qbconnect.sandbox.crm import create_app as create_crm_app
 from qbconnect.sandbox.qbo import QboSandbox
 from qbconnect.sandbox.qbo import create_app as create_qbo_app
 from qbconnect.sandbox.server import RunningServer, free_port, serve_in_thread
-from qbconnect.sync.engine import JobRunner
+from qbconnect.services import flows
+from qbconnect.sync.engine.runner import JobRunner
 from qbconnect.web.app import create_app
 from qbconnect.worker import Queue
 
@@ -205,7 +205,7 @@ def start_stack(
     upgrade(settings.database_url)
     runtime = build_runtime(settings)
     queue = Queue(runtime) if run_worker else None
-    from qbconnect.sync.handlers import load_handlers
+    from qbconnect.sync.kinds import load_handlers
 
     load_handlers()
     app = create_app(runtime, queue=queue, run_worker=run_worker)

@@ -9,15 +9,15 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from qbconnect import location_settings
-from qbconnect.connections import flows
-from qbconnect.connections.activity_log import RETRYABLE, activity_json, list_activity
-from qbconnect.connections.overview import location_json
+from qbconnect.connections.state import is_syncing
 from qbconnect.db.models import Activity, Location
+from qbconnect.domain import location_settings
 from qbconnect.errors import SyncError
 from qbconnect.runtime import Runtime
-from qbconnect.sync import jobs
-from qbconnect.sync.connections_state import is_syncing
+from qbconnect.services import flows
+from qbconnect.services.activity_log import RETRYABLE, activity_json, list_activity
+from qbconnect.services.overview import location_json
+from qbconnect.sync.engine import jobs
 from qbconnect.web.auth import require_api_admin
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_api_admin)])

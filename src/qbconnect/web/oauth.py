@@ -12,11 +12,11 @@ import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from qbconnect.connections import flows
 from qbconnect.connections.oauth_state import StateError
 from qbconnect.connections.service import RealmConflictError
 from qbconnect.errors import ErrorCategory, SyncError
 from qbconnect.runtime import Runtime
+from qbconnect.services import flows
 from qbconnect.web.auth import Admin, require_page_admin
 from qbconnect.web.templating import templates
 

@@ -18,19 +18,19 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from qbconnect import location_settings
-from qbconnect.connections import flows
-from qbconnect.connections.activity_log import DIRECTION_WORDS, STATUS_WORDS, kind_title, list_activity
-from qbconnect.connections.overview import customer_import_progress, token_health
-from qbconnect.connections.qbo_lists import pick_lists
+from qbconnect.connections.state import connection_of, is_syncing
 from qbconnect.db.models import Activity, Location, QboConnection
+from qbconnect.domain import location_settings
+from qbconnect.domain.location_settings import LocationSettings
 from qbconnect.domain.review import render_review_message
 from qbconnect.domain.sources import ReceiptKind
 from qbconnect.errors import SyncError
-from qbconnect.location_settings import LocationSettings
 from qbconnect.runtime import Runtime
-from qbconnect.sync import jobs
-from qbconnect.sync.connections_state import connection_of, is_syncing
+from qbconnect.services import flows
+from qbconnect.services.activity_log import DIRECTION_WORDS, STATUS_WORDS, kind_title, list_activity
+from qbconnect.services.overview import customer_import_progress, token_health
+from qbconnect.services.qbo_lists import pick_lists
+from qbconnect.sync.engine import jobs
 from qbconnect.web.api import field_errors
 from qbconnect.web.auth import Admin, check_form_csrf, require_page_admin
 from qbconnect.web.oauth import problem_page, settings_url

@@ -16,12 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from qbconnect.connections import state as connections_state
 from qbconnect.crm.events import CrmEvent, EventParseError, parse_event
 from qbconnect.crm.webhooks import HIGHLEVEL_RSA_PUBLIC_KEY_PEM, verify_webhook
 from qbconnect.db.models import InboxEvent, Location, QboConnection
 from qbconnect.qbo.webhooks import QboEvent, parse_events, verify_signature
 from qbconnect.runtime import Runtime
-from qbconnect.sync import connections_state, jobs, routing
+from qbconnect.sync.engine import jobs, routing
 
 log = structlog.get_logger(__name__)
 router = APIRouter()

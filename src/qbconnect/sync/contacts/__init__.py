@@ -1,0 +1,1 @@
+"""QuickBooks customers → CRM contacts: handler, import, change sweep, merges."""

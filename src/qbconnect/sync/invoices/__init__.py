@@ -1,0 +1,1 @@
+"""CRM invoices → QuickBooks invoices, payments and voids: handler, convergence, reconciliation."""

@@ -1,0 +1,1 @@
+"""Keeps both platforms' tokens fresh for every installed location."""

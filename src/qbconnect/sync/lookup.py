@@ -1,0 +1,359 @@
+"""Find-or-create the QuickBooks list objects a CRM transaction needs: customer, items, payment method,
+the Undeposited Funds account. Used by the invoice and sales-receipt handlers.
+
+Every answer is cached per QuickBooks company in the link table (``Link``), so once a customer or item is
+known a job spends no QuickBooks call on it. Link rows written here:
+
+| kind             | crm_id                                   | qbo_id          | notes                         |
+|------------------|------------------------------------------|-----------------|-------------------------------|
+| ``customer``     | CRM contact id (``email:<address>`` when the contact has none) | Customer Id | ``email`` set |
+| ``item``         | ``<realm>|product:<id>`` or ``<realm>|name:<lower name>`` | Item Id |                     |
+| ``payment_method`` | ``<realm>|<lower name>``               | PaymentMethod Id |                              |
+| ``account``      | ``<realm>|undeposited`` / ``<realm>|income`` | Account Id  |                               |
+
+``data["realm_id"]`` names the company a row belongs to; a row of another company (after a reconnect to a
+different company) is ignored and overwritten.
+
+Customers: the link (by CRM contact id) → a QuickBooks query by email (case-insensitive; active first,
+then the oldest Id) → a new customer. Creating is serialised per contact by a link row holding the
+``requestid``, committed before the call, so two jobs never create two customers for the same email and a
+crash replays the same request. A DisplayName already in use (6240) moves on to the next deterministic
+candidate (``Jane Doe`` → ``Jane Doe (jane@x.com)`` → ``Jane Doe (CRM 1a2b3c)`` → …).
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from qbconnect.db.models import Link
+from qbconnect.domain.crm_models import CrmContactDetails, CrmLine
+from qbconnect.domain.customer import QboCustomerDraft, clean_name, display_name_candidates, normalize_email
+from qbconnect.domain.invoice import ROUNDING_ITEM_NAME
+from qbconnect.domain.location_settings import LocationSettings
+from qbconnect.errors import PermanentError, TransientError
+from qbconnect.qbo.client import QboClient, escape_query_value
+from qbconnect.qbo.faults import DuplicateName
+from qbconnect.sync.engine.context import JobContext
+
+REQUEST_NAMESPACE = uuid.UUID("6f1c1a52-7f0e-4a55-9d1c-0b8f3f9e2a10")
+DEFAULT_ITEM_NAME = "Services"
+UNNAMED_ITEM = "Sales"
+
+
+def request_id(*parts: object) -> str:
+    """A deterministic QuickBooks ``requestid`` (36 characters) for the given parts."""
+    return str(uuid.uuid5(REQUEST_NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+# ---- link table ----------------------------------------------------------------------------------
+
+
+def find_link(session: Session, location_id: str, kind: str, crm_id: str) -> Link | None:
+    return session.execute(
+        select(Link).where(Link.location_id == location_id, Link.kind == kind, Link.crm_id == crm_id)
+    ).scalar_one_or_none()
+
+
+def link_realm(link: Link) -> str | None:
+    value = (link.data or {}).get("realm_id")
+    return str(value) if value else None
+
+
+def belongs_to(link: Link, realm_id: str) -> bool:
+    """A link without a realm (written by code that does not record it) is taken as this company's."""
+    realm = link_realm(link)
+    return realm is None or realm == realm_id
+
+
+def save_link(
+    session: Session,
+    location_id: str,
+    kind: str,
+    crm_id: str,
+    qbo_id: str | None,
+    *,
+    realm_id: str,
+    email: str | None = None,
+    **data: Any,
+) -> Link:
+    """Create or update the link ``(location, kind, crm_id)``."""
+    link = find_link(session, location_id, kind, crm_id)
+    if link is None:
+        link = Link(location_id=location_id, kind=kind, crm_id=crm_id, data={})
+        session.add(link)
+    link.qbo_id = qbo_id
+    if email is not None:
+        link.email = email
+    link.data = {**(link.data or {}), **data, "realm_id": realm_id}
+    session.flush()
+    return link
+
+
+def _cached(ctx: JobContext, kind: str, crm_id: str, realm_id: str) -> str | None:
+    link = find_link(ctx.session, ctx.location_id, kind, crm_id)
+    if link is not None and link.qbo_id and belongs_to(link, realm_id):
+        return link.qbo_id
+    return None
+
+
+def _pick(objects: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Deterministic choice among matches: active before inactive, then the oldest (lowest) Id."""
+
+    def key(obj: dict[str, Any]) -> tuple[int, int, str]:
+        ident = str(obj.get("Id", ""))
+        return (0 if obj.get("Active", True) else 1, int(ident) if ident.isdigit() else 1 << 62, ident)
+
+    return min(objects, key=key) if objects else None
+
+
+def _reactivate(qbo: QboClient, entity: str, obj: dict[str, Any], rid: str) -> dict[str, Any]:
+    if obj.get("Active", True):
+        return obj
+    return qbo.update(entity, {"Id": obj["Id"], "SyncToken": obj["SyncToken"], "Active": True}, request_id=rid)
+
+
+# ---- customers -----------------------------------------------------------------------------------
+
+
+def customers_by_email(qbo: QboClient, email: str) -> list[dict[str, Any]]:
+    """Every customer (active or not) whose primary email is ``email`` (QuickBooks compares case-insensitively)."""
+    found = qbo.query(
+        f"SELECT * FROM Customer WHERE PrimaryEmailAddr = '{escape_query_value(email)}' AND Active IN (true, false)"
+    )
+    wanted = email.lower()
+    return [c for c in found if ((c.get("PrimaryEmailAddr") or {}).get("Address") or "").strip().lower() == wanted]
+
+
+def resolve_customer(
+    ctx: JobContext, contact: CrmContactDetails, qbo: QboClient, *, currency: str | None = None
+) -> str:
+    """The QuickBooks Customer Id for a CRM contact: link → query by email → create (never a second
+    customer for the same email). ``currency`` is given only for multicurrency companies: a customer's
+    currency is fixed in QuickBooks, so only a customer in that currency matches."""
+    realm_id = qbo.realm_id
+    email = normalize_email(contact.email)
+    key = contact.id or (f"email:{email}" if email else None)
+    if key is None:
+        raise PermanentError("The CRM contact has neither an id nor an email address, so no customer can be chosen.")
+    if currency:
+        key = f"{key}|{currency.upper()}"
+    link = find_link(ctx.session, ctx.location_id, "customer", key)
+    if link is not None and link.qbo_id and belongs_to(link, realm_id):
+        return link.qbo_id
+    if link is None and email:
+        # the same person under another contact id (or a link written by the customer import)
+        same_email = ctx.session.execute(
+            select(Link).where(
+                Link.location_id == ctx.location_id,
+                Link.kind == "customer",
+                Link.email == email,
+                Link.qbo_id.is_not(None),
+            )
+        ).scalars()
+        for other in same_email:
+            if belongs_to(other, realm_id) and (not currency or other.crm_id.endswith(f"|{currency.upper()}")):
+                assert other.qbo_id is not None
+                save_link(ctx.session, ctx.location_id, "customer", key, other.qbo_id, realm_id=realm_id, email=email)
+                return other.qbo_id
+
+    if email:
+        match = _pick([c for c in customers_by_email(qbo, email) if _currency_ok(c, currency)])
+        if match is not None:
+            match = _reactivate(qbo, "Customer", match, request_id(ctx.location_id, "customer-activate", match["Id"]))
+            save_link(ctx.session, ctx.location_id, "customer", key, str(match["Id"]), realm_id=realm_id, email=email)
+            return str(match["Id"])
+
+    # Claim the creation: the link row (unique per contact) holds the requestid before the call.
+    link = _claim(ctx, key, realm_id, email)
+    base_rid = link.request_id or request_id(ctx.location_id, "customer", realm_id, key)
+    draft = QboCustomerDraft.from_contact(contact, currency=currency)
+    names = display_name_candidates(draft.display_name, email, contact.id)
+    if draft.display_name not in names:
+        names.insert(0, draft.display_name)
+    for index, name in enumerate(names):
+        rid = base_rid if index == 0 else request_id(base_rid, index)
+        try:
+            created = qbo.create("Customer", draft.with_display_name(name).to_qbo(), request_id=rid)
+        except DuplicateName:
+            ctx.log.info("customer.name_taken", display_name=name, realm_id=realm_id)
+            continue
+        save_link(ctx.session, ctx.location_id, "customer", key, str(created["Id"]), realm_id=realm_id, email=email)
+        return str(created["Id"])
+    raise PermanentError(
+        f'Every QuickBooks customer name tried for "{draft.display_name}" is already in use '
+        f"({', '.join(names)}). Rename one of them in QuickBooks, then retry."
+    )
+
+
+def _currency_ok(customer: dict[str, Any], currency: str | None) -> bool:
+    if not currency:
+        return True
+    ref = customer.get("CurrencyRef") or {}
+    return str(ref.get("value") or currency).upper() == currency.upper()
+
+
+def _claim(ctx: JobContext, key: str, realm_id: str, email: str | None) -> Link:
+    link = find_link(ctx.session, ctx.location_id, "customer", key)
+    if link is not None and link.request_id and belongs_to(link, realm_id):
+        return link  # an earlier run claimed it and may have crashed: replay its requestid
+    rid = request_id(ctx.location_id, "customer", realm_id, key)
+    try:
+        with ctx.session.begin_nested():
+            if link is None:
+                link = Link(location_id=ctx.location_id, kind="customer", crm_id=key, data={})
+                ctx.session.add(link)
+            link.qbo_id = None
+            link.email = email
+            link.request_id = rid
+            link.data = {"realm_id": realm_id}
+            ctx.session.flush()
+        ctx.checkpoint()
+    except IntegrityError as exc:
+        ctx.session.rollback()
+        raise TransientError("Another sync is creating this customer in QuickBooks; trying again shortly.") from exc
+    return link
+
+
+# ---- items ---------------------------------------------------------------------------------------
+
+
+def item_name(line: CrmLine) -> str:
+    return clean_name(line.name) or UNNAMED_ITEM
+
+
+def resolve_item(ctx: JobContext, line: CrmLine, qbo: QboClient, settings: LocationSettings) -> str:
+    """The QuickBooks Item Id for a CRM line, as the settings choose: the default item, a mapped product,
+    an item of the same name, or a new Service item booked to the income account."""
+    if settings.item_strategy == "default_item":
+        if settings.default_item_id:
+            return settings.default_item_id
+        return _item_by_name(ctx, qbo, settings, DEFAULT_ITEM_NAME, None)
+    if line.product_id and line.product_id in settings.product_item_map:
+        return settings.product_item_map[line.product_id]
+    return _item_by_name(ctx, qbo, settings, item_name(line), line.product_id)
+
+
+def _item_by_name(
+    ctx: JobContext, qbo: QboClient, settings: LocationSettings, name: str, product_id: str | None
+) -> str:
+    realm_id = qbo.realm_id
+    key = f"{realm_id}|product:{product_id}" if product_id else f"{realm_id}|name:{name.lower()}"
+    key = key[:128]
+    cached = _cached(ctx, "item", key, realm_id)
+    if cached:
+        return cached
+    item = _find_item(qbo, name)
+    if item is None:
+        body: dict[str, Any] = {
+            "Name": name,
+            "Type": "Service",
+            "IncomeAccountRef": {"value": income_account(ctx, qbo, settings)},
+        }
+        try:
+            item = qbo.create("Item", body, request_id=request_id(ctx.location_id, "item", realm_id, name.lower()))
+        except DuplicateName:
+            item = _find_item(qbo, name)  # created meanwhile by another job, or an inactive one
+            if item is None:
+                raise
+    item = _reactivate(qbo, "Item", item, request_id(ctx.location_id, "item-activate", realm_id, item["Id"]))
+    save_link(ctx.session, ctx.location_id, "item", key, str(item["Id"]), realm_id=realm_id, name=name)
+    return str(item["Id"])
+
+
+def rounding_item(ctx: JobContext, qbo: QboClient, settings: LocationSettings) -> str:
+    """The QuickBooks Item rounding lines are booked on (non-US companies, see ``domain/invoice.py``): a
+    Service item named "Rounding" booked to the income account, found or created once per company."""
+    return _item_by_name(ctx, qbo, settings, ROUNDING_ITEM_NAME, None)
+
+
+def _find_item(qbo: QboClient, name: str) -> dict[str, Any] | None:
+    found = qbo.query(f"SELECT * FROM Item WHERE Name = '{escape_query_value(name)}' AND Active IN (true, false)")
+    return _pick([i for i in found if str(i.get("Name", "")).lower() == name.lower()])
+
+
+def income_account(ctx: JobContext, qbo: QboClient, settings: LocationSettings) -> str:
+    """The income account for items we create: the settings' choice, else the company's first Income account."""
+    if settings.income_account_id:
+        return settings.income_account_id
+    realm_id = qbo.realm_id
+    key = f"{realm_id}|income"
+    cached = _cached(ctx, "account", key, realm_id)
+    if cached:
+        return cached
+    accounts = qbo.query("SELECT * FROM Account WHERE AccountType = 'Income'")
+    chosen = _pick(accounts)
+    if chosen is None:
+        raise PermanentError(
+            "The QuickBooks company has no Income account to book new items to. Create one, or choose an "
+            "income account in the settings."
+        )
+    save_link(ctx.session, ctx.location_id, "account", key, str(chosen["Id"]), realm_id=realm_id)
+    return str(chosen["Id"])
+
+
+# ---- money in ------------------------------------------------------------------------------------
+
+
+def resolve_payment_method(ctx: JobContext, name: str, type: str, qbo: QboClient) -> str:
+    """The QuickBooks PaymentMethod Id named ``name`` (created with ``type`` CREDIT_CARD/NON_CREDIT_CARD)."""
+    realm_id = qbo.realm_id
+    clean = clean_name(name, 31) or "Other"
+    key = f"{realm_id}|{clean.lower()}"[:128]
+    cached = _cached(ctx, "payment_method", key, realm_id)
+    if cached:
+        return cached
+    found = qbo.query(
+        f"SELECT * FROM PaymentMethod WHERE Name = '{escape_query_value(clean)}' AND Active IN (true, false)"
+    )
+    method = _pick([m for m in found if str(m.get("Name", "")).lower() == clean.lower()])
+    if method is None:
+        try:
+            method = qbo.create(
+                "PaymentMethod",
+                {"Name": clean, "Type": type},
+                request_id=request_id(ctx.location_id, "payment_method", realm_id, clean.lower()),
+            )
+        except DuplicateName:
+            found = qbo.query(
+                f"SELECT * FROM PaymentMethod WHERE Name = '{escape_query_value(clean)}' AND Active IN (true, false)"
+            )
+            method = _pick(found)
+            if method is None:
+                raise
+    method = _reactivate(
+        qbo, "PaymentMethod", method, request_id(ctx.location_id, "pm-activate", realm_id, method["Id"])
+    )
+    save_link(ctx.session, ctx.location_id, "payment_method", key, str(method["Id"]), realm_id=realm_id)
+    return str(method["Id"])
+
+
+def undeposited_funds_account(ctx: JobContext, qbo: QboClient) -> str:
+    """The company's Undeposited Funds account Id (QuickBooks' default for payments and receipts)."""
+    realm_id = qbo.realm_id
+    key = f"{realm_id}|undeposited"
+    cached = _cached(ctx, "account", key, realm_id)
+    if cached:
+        return cached
+    found = qbo.query("SELECT * FROM Account WHERE AccountSubType = 'UndepositedFunds'")
+    if not found:
+        found = qbo.query("SELECT * FROM Account WHERE Name = 'Undeposited Funds'")
+    chosen = _pick(found)
+    if chosen is None:
+        raise PermanentError(
+            "The QuickBooks company has no Undeposited Funds account. Choose a deposit account in the settings."
+        )
+    save_link(ctx.session, ctx.location_id, "account", key, str(chosen["Id"]), realm_id=realm_id)
+    return str(chosen["Id"])
+
+
+def money(value: Any) -> Decimal:
+    """A QuickBooks amount (Decimal, int or text) as Decimal."""
+    if isinstance(value, Decimal):
+        return value
+    return Decimal(str(value if value is not None else 0))

@@ -1,0 +1,1 @@
+"""CRM payments → QuickBooks sales receipts and refund receipts: handler, booking, discovery (polling)."""

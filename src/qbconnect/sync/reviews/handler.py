@@ -1,0 +1,312 @@
+"""QuickBooks payment → one review request when it leaves the customer's first invoice fully paid.
+
+Job kind ``qbo_payment`` (entity: the QBO Payment id), enqueued by Intuit's Payment Create/Update webhooks
+and the CDC sweep. The job reads the payment as it is now, finds the customer's first invoice (earliest
+TxnDate, ties by Id) and, when the payment is applied to it and its Balance is 0, sends the customer one
+review request through the CRM conversations API. See docs/review-requests.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from qbconnect.connections.clients import crm_client, qbo_client
+from qbconnect.connections.state import active_connection
+from qbconnect.crm.client import CrmClient
+from qbconnect.db.models import Location, QboConnection, ReviewRequest
+from qbconnect.domain.location_settings import load as load_settings
+from qbconnect.domain.money import round_money, to_decimal
+from qbconnect.domain.review import first_invoice
+from qbconnect.domain.review_message import compose, inactive_reason, preview_review_message
+from qbconnect.errors import ErrorCategory, PermanentError, SyncError
+from qbconnect.qbo.client import QboClient, escape_query_value
+from qbconnect.qbo.faults import NotFound
+from qbconnect.sync.engine.context import JobContext, Result
+from qbconnect.sync.engine.registry import register
+from qbconnect.sync.engine.routing import QBO_PAYMENT
+from qbconnect.sync.reviews import store as review_store
+from qbconnect.sync.reviews.contact import ReviewContact, dnd_reason, linked_contact_id, resolve_contact
+
+__all__ = ["handle_qbo_payment", "linked_invoice_ids", "preview_review_message"]
+
+INVOICE_PAGE = 100
+# Payments recorded this long before the QuickBooks connection are history (e.g. an old payment edited
+# today): they never trigger a review request. The margin absorbs clock differences.
+HISTORY_MARGIN = timedelta(minutes=10)
+# CRM send failures that prove nothing was sent (the request was refused or never left).
+_NOT_SENT_CODES = frozenset({"http_429", "rate_budget"})
+_NOT_SENT_DETAILS = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout"})
+
+
+def linked_invoice_ids(payment: Mapping[str, Any]) -> list[str]:
+    """The Invoice ids a QBO Payment is applied to (``Line[].LinkedTxn[]`` with TxnType Invoice), in order."""
+    ids: list[str] = []
+    for line in payment.get("Line") or []:
+        if not isinstance(line, Mapping):
+            continue
+        for linked in line.get("LinkedTxn") or []:
+            if isinstance(linked, Mapping) and linked.get("TxnType") == "Invoice" and linked.get("TxnId"):
+                txn_id = str(linked["TxnId"])
+                if txn_id not in ids:
+                    ids.append(txn_id)
+    return ids
+
+
+def customer_invoices(qbo: QboClient, customer_id: str) -> list[dict[str, Any]]:
+    """The customer's invoices from the earliest TxnDate on, as far as needed to know the first one.
+
+    Pages are read in TxnDate order until a page ends after the first real invoice's date, so a customer
+    with thousands of invoices costs one or two queries.
+    """
+    select = f"SELECT * FROM Invoice WHERE CustomerRef = '{escape_query_value(customer_id)}' ORDERBY TxnDate"
+    collected: list[dict[str, Any]] = []
+    position = 1
+    while True:
+        page = qbo.query(f"{select} STARTPOSITION {position} MAXRESULTS {INVOICE_PAGE}")
+        collected.extend(page)
+        if len(page) < INVOICE_PAGE:
+            return collected
+        first = first_invoice(collected)
+        if first is not None and str(page[-1].get("TxnDate") or "") > str(first.get("TxnDate") or ""):
+            return collected
+        position += INVOICE_PAGE
+
+
+def _invoice_label(invoice: Mapping[str, Any]) -> str:
+    number = invoice.get("DocNumber")
+    return f"invoice #{number}" if number else f"invoice {invoice.get('Id')}"
+
+
+def _balance(invoice: Mapping[str, Any]) -> Decimal:
+    try:
+        return to_decimal(invoice.get("Balance") if invoice.get("Balance") is not None else 0)
+    except ValueError:
+        return Decimal(0)
+
+
+def _currency(invoice: Mapping[str, Any]) -> str:
+    ref = invoice.get("CurrencyRef")
+    return str(ref.get("value") or "USD") if isinstance(ref, Mapping) else "USD"
+
+
+def _created_at(payment: Mapping[str, Any]) -> datetime | None:
+    meta = payment.get("MetaData")
+    value = meta.get("CreateTime") if isinstance(meta, Mapping) else None
+    if not value:
+        return None
+    text = str(value).replace("Z", "+00:00")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _skip(ctx: JobContext, summary: str, **facts: Any) -> Result:
+    ctx.log.info("review.skipped", reason=summary, **facts)
+    return Result(summary, qbo_id=ctx.entity_id, skipped=True)
+
+
+def _business_name(location: Location, connection: QboConnection) -> str:
+    return (location.name or connection.company_name or "").strip() or "us"
+
+
+def _release(ctx: JobContext) -> None:
+    """End the job session's read-only transaction before calling a platform.
+
+    On SQLite every transaction takes the write lock up front (``BEGIN IMMEDIATE``, db/session.py), and
+    the clients read their tokens in a session of their own: holding ours open across a call would make
+    that read wait for us. Nothing is pending when this is called, so the commit writes nothing.
+    """
+    ctx.checkpoint()
+
+
+@register(QBO_PAYMENT, direction="qbo_to_crm", title="Review request")
+def handle_qbo_payment(ctx: JobContext) -> Result:
+    session = ctx.session
+    location = session.get(Location, ctx.location_id)
+    if location is None:
+        return _skip(ctx, "Review request not sent: the location is not installed.")
+    settings = load_settings(location.settings)
+    reason = inactive_reason(settings)
+    if reason is not None:
+        return _skip(ctx, f"Review request not sent: {reason}.")
+    connection = active_connection(session, ctx.location_id)
+    if connection is None or connection.status != "connected":
+        return _skip(ctx, "Review request not sent: QuickBooks is not connected.")
+    realm_id, connected_at = connection.realm_id, connection.connected_at
+    business_name = _business_name(location, connection)
+    log = ctx.log.bind(realm_id=realm_id)
+    ctx.log = log
+    _release(ctx)
+
+    qbo = qbo_client(ctx.runtime, ctx.location_id, realm_id)
+    try:
+        payment = qbo.read("Payment", ctx.entity_id)
+    except NotFound:
+        return _skip(ctx, f"Nothing to send: QuickBooks payment {ctx.entity_id} no longer exists.")
+    customer_ref = payment.get("CustomerRef")
+    customer_id = str(customer_ref.get("value") or "") if isinstance(customer_ref, Mapping) else ""
+    if not customer_id:
+        return _skip(ctx, f"Nothing to send: QuickBooks payment {ctx.entity_id} has no customer.")
+    invoice_ids = linked_invoice_ids(payment)
+    if not invoice_ids:
+        return _skip(ctx, f"Nothing to send: QuickBooks payment {ctx.entity_id} is not applied to an invoice.")
+
+    existing = review_store.find(session, ctx.location_id, customer_id)
+    if existing is not None and existing.status in review_store.FINAL:
+        return _skip(ctx, _already(existing.status, existing.channel, customer_id), customer_id=customer_id)
+    _release(ctx)
+
+    created = _created_at(payment)
+    if created is not None and created < connected_at - HISTORY_MARGIN:
+        return _skip(
+            ctx,
+            f"Nothing to send: QuickBooks payment {ctx.entity_id} was recorded before QuickBooks was connected.",
+        )
+
+    invoices = customer_invoices(qbo, customer_id)
+    first = first_invoice(invoices)
+    if first is None:
+        return _skip(ctx, f"Nothing to send: QuickBooks customer {customer_id} has no invoice with an amount.")
+    first_id = str(first.get("Id"))
+    if first_id not in invoice_ids:
+        paid = ", ".join(invoice_ids)
+        return _skip(
+            ctx,
+            f"Nothing to send: payment {ctx.entity_id} pays invoice {paid}, not the customer's first "
+            f"({_invoice_label(first)}).",
+        )
+    balance = _balance(first)
+    if balance != 0:
+        return _skip(
+            ctx,
+            f"Nothing to send yet: the customer's first {_invoice_label(first)} still has "
+            f"{round_money(balance, _currency(first))} to pay.",
+        )
+
+    customer = qbo.read("Customer", customer_id)
+    linked_id = linked_contact_id(session, ctx.location_id, customer_id)
+    _release(ctx)
+    crm = crm_client(ctx.runtime, ctx.location_id)
+    contact = resolve_contact(crm, customer, linked_id)
+    channel = settings.review_request_channel
+    claim_args: dict[str, Any] = {
+        "location_id": ctx.location_id,
+        "qbo_customer_id": customer_id,
+        "qbo_invoice_id": first_id,
+        "qbo_payment_id": ctx.entity_id,
+        "contact_id": contact.id,
+        "channel": channel,
+    }
+
+    blocked = dnd_reason(contact.contact, channel)
+    if blocked is not None:
+        return _record_dnd_skip(ctx, claim_args, contact, blocked)
+
+    message = compose(
+        settings,
+        first_name=contact.first_name or str(customer.get("GivenName") or ""),
+        business_name=business_name,
+        review_link=str(settings.review_link),
+    )
+    row = review_store.claim(session, status=review_store.SENDING, **claim_args)
+    if row is None:
+        return _skip(ctx, f"Review request not sent: another run is handling QuickBooks customer {customer_id}.")
+    ctx.checkpoint()  # the claim is durable before the message can leave: no second send, ever
+
+    try:
+        answer = _send(crm, contact.id, message.channel, message.subject, message.html, message.text)
+    except SyncError as exc:
+        return _record_send_failure(ctx, row, contact, channel, exc, claim_args)
+    message_id = str(answer.get("messageId") or answer.get("emailMessageId") or "")
+    review_store.record(row, review_store.SENT, f"message {message_id}" if message_id else None)
+    log.info("review.sent", customer_id=customer_id, contact_id=contact.id, channel=channel, message_id=message_id)
+    return Result(
+        f"Review request sent to {contact.label} by {channel} "
+        f"(first {_invoice_label(first)} paid in full by payment {ctx.entity_id}).",
+        crm_id=contact.id,
+        qbo_id=ctx.entity_id,
+    )
+
+
+def _already(status: str, channel: str, customer_id: str) -> str:
+    if status == review_store.SENT:
+        return f"Review request already sent to QuickBooks customer {customer_id} (by {channel}); sent once only."
+    if status == review_store.SKIPPED:
+        return f"Review request for QuickBooks customer {customer_id} was skipped before; decided once only."
+    if status == review_store.SENDING:
+        return (
+            f"Review request to QuickBooks customer {customer_id} is being sent by another run, or a run "
+            "stopped while sending; not sent again so the customer never gets it twice."
+        )
+    return (
+        f"Review request to QuickBooks customer {customer_id} may have been sent earlier (HighLevel did not "
+        "confirm it); not sent again so the customer never gets it twice."
+    )
+
+
+def _send(crm: CrmClient, contact_id: str, channel: str, subject: str, html: str, text: str) -> dict[str, Any]:
+    if channel == "Email":
+        return crm.send_message(contact_id=contact_id, channel="Email", message=text, subject=subject, html=html)
+    return crm.send_message(contact_id=contact_id, channel="SMS", message=text)
+
+
+def _record_dnd_skip(ctx: JobContext, claim_args: dict[str, Any], contact: ReviewContact, reason: str) -> Result:
+    row = review_store.claim(ctx.session, status=review_store.SKIPPED, detail=reason, **claim_args)
+    if row is None:
+        return _skip(ctx, f"Review request not sent to {contact.label}: another run decided it first.")
+    return _skip(
+        ctx,
+        f"Review request not sent to {contact.label}: {reason}.",
+        customer_id=claim_args["qbo_customer_id"],
+        contact_id=contact.id,
+    )
+
+
+def _definitely_not_sent(exc: SyncError) -> bool:
+    """True when the error proves HighLevel did not take the message (refused, or never reached)."""
+    if exc.category is not ErrorCategory.TRANSIENT:
+        return True  # 4xx answers: refused
+    return exc.code in _NOT_SENT_CODES or (exc.code == "network" and exc.detail in _NOT_SENT_DETAILS)
+
+
+def _record_send_failure(
+    ctx: JobContext,
+    row: ReviewRequest,
+    contact: ReviewContact,
+    channel: str,
+    exc: SyncError,
+    claim_args: dict[str, Any],
+) -> Result:
+    customer_id = claim_args["qbo_customer_id"]
+    if "dnd" in exc.message.lower():
+        # Do-not-disturb switched on between our read and the send: HighLevel refused; that is a skip.
+        reason = f"do-not-disturb is on for {channel}"
+        review_store.record(row, review_store.SKIPPED, f"{reason} ({exc.message})")
+        ctx.log.info("review.skipped", reason=reason, customer_id=customer_id, contact_id=contact.id)
+        return Result(f"Review request not sent to {contact.label}: {reason}.", qbo_id=ctx.entity_id, skipped=True)
+    if _definitely_not_sent(exc):
+        review_store.record(row, review_store.FAILED, exc.message)
+        ctx.checkpoint()  # the engine rolls back what follows; the row must say "failed" to be resumed
+        ctx.log.warning("review.send_failed", customer_id=customer_id, error=exc.message, code=exc.code)
+        raise SyncError(
+            f"Review request to {contact.label} not sent: {exc.message}",
+            category=exc.category,
+            code=exc.code,
+            retry_after=exc.retry_after,
+            detail=exc.detail,
+        ) from exc
+    review_store.record(row, review_store.UNKNOWN, exc.message)
+    ctx.checkpoint()
+    ctx.log.warning("review.send_unconfirmed", customer_id=customer_id, error=exc.message, code=exc.code)
+    raise PermanentError(
+        f"HighLevel did not confirm whether the review request to {contact.label} was sent ({exc.message}). "
+        "It will not be sent again automatically, so the customer never gets it twice; check the contact's "
+        "conversation in the CRM.",
+        code=exc.code,
+        detail=exc.detail,
+    ) from exc

@@ -1,0 +1,140 @@
+"""The job engine on SQLite and on PostgreSQL: coalescing, reruns, backoff, dead letter, rollback."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+import tests.support.probe_handlers  # noqa: F401
+from qbconnect.clock import utcnow
+from qbconnect.db.models import Activity, SyncJob
+from qbconnect.runtime import Runtime
+from qbconnect.sync.engine import jobs
+from qbconnect.sync.engine.runner import JobRunner
+
+
+def _job_count(runtime: Runtime) -> int:
+    with runtime.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(SyncJob)) or 0)
+
+
+def test_hundred_enqueues_of_one_entity_coalesce_into_one_run(runtime: Runtime, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PROBE_DIR", str(tmp_path))
+    dispatched: list[int] = []
+    jobs.set_dispatcher(lambda job_id, eta: dispatched.append(job_id))
+    for _ in range(100):
+        with runtime.sessions.begin() as session:
+            jobs.enqueue(session, "loc1", "probe", "inv-1", "InvoiceUpdate webhook")
+    assert _job_count(runtime) == 1
+    assert len(set(dispatched)) == 1
+    runner = JobRunner(runtime)
+    for job_id in dispatched:
+        runner.run(job_id)
+    starts = [line for line in (tmp_path / "log").read_text().splitlines() if line.startswith("start")]
+    assert len(starts) == 1
+
+
+def test_event_during_a_run_leaves_exactly_one_more_pending_run(runtime: Runtime) -> None:
+    with runtime.sessions.begin() as session:
+        job_id = jobs.enqueue(session, "loc1", "probe", "inv-2", "InvoiceSent webhook")
+    with runtime.sessions.begin() as session:
+        assert jobs.claim(session, job_id, "w1", 60) is not None
+    for _ in range(5):
+        with runtime.sessions.begin() as session:
+            assert jobs.enqueue(session, "loc1", "probe", "inv-2", "InvoiceUpdate webhook") == job_id
+    with runtime.sessions.begin() as session:
+        jobs.finish(session, job_id, "w1", jobs.Finish(state="done", summary="ok"))
+    with runtime.sessions() as session:
+        rows = session.execute(select(SyncJob).order_by(SyncJob.id)).scalars().all()
+    assert [(r.state, r.active_key is not None) for r in rows] == [("done", False), ("pending", True)]
+
+
+def test_a_claimed_job_cannot_be_claimed_twice(runtime: Runtime) -> None:
+    with runtime.sessions.begin() as session:
+        job_id = jobs.enqueue(session, "loc1", "probe", "x", "test")
+    with runtime.sessions.begin() as session:
+        assert jobs.claim(session, job_id, "w1", 60) is not None
+    with runtime.sessions.begin() as session:
+        assert jobs.claim(session, job_id, "w2", 60) is None
+
+
+def test_enqueue_inside_a_rolled_back_transaction_leaves_no_job(runtime: Runtime) -> None:
+    dispatched: list[int] = []
+    jobs.set_dispatcher(lambda job_id, eta: dispatched.append(job_id))
+    with pytest.raises(RuntimeError), runtime.sessions.begin() as session:
+        jobs.enqueue(session, "loc1", "probe", "inv-3", "test")
+        raise RuntimeError("request failed after enqueue")
+    assert _job_count(runtime) == 0
+    assert dispatched == []
+
+
+def test_backoff_schedule_is_exponential_with_jitter_and_capped() -> None:
+    rng = random.Random(7)
+    for attempt, ceiling in [(1, 2.0), (2, 4.0), (3, 8.0), (4, 16.0), (10, 900.0), (30, 900.0)]:
+        delays = [jobs.backoff_delay(attempt, base=2.0, cap=900.0, rng=rng) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len({round(d, 6) for d in delays}) > 1  # jittered
+
+
+def test_transient_failures_retry_with_backoff_then_dead_letter(runtime: Runtime) -> None:
+    runtime.settings.job_max_attempts = 3
+    with runtime.sessions.begin() as session:
+        job_id = jobs.enqueue(session, "loc1", "flaky", "inv-4", "test")
+    runner = JobRunner(runtime, rng=random.Random(1))
+    states = []
+    for attempt in range(1, 4):
+        before = utcnow()
+        states.append(runner.run(job_id))
+        with runtime.sessions.begin() as session:
+            job = session.get(SyncJob, job_id)
+            assert job is not None and job.attempts == attempt
+            if job.state == "pending":
+                ceiling = 2.0 * 2 ** (attempt - 1)
+                assert before + timedelta(seconds=ceiling / 2) <= job.run_after
+                assert job.run_after <= utcnow() + timedelta(seconds=ceiling)
+                job.run_after = utcnow()  # make it due now instead of sleeping
+    assert states == ["retry", "retry", "failed"]
+    with runtime.sessions() as session:
+        job = session.get(SyncJob, job_id)
+        activity = session.execute(select(Activity).where(Activity.job_id == job_id)).scalar_one()
+    assert job is not None and job.state == "failed" and job.active_key is None
+    assert "gave up after 3 attempts" in (job.last_error or "")
+    assert activity.status == "failed" and activity.error_category == "transient"
+    assert activity.error_message and "QuickBooks is busy" in activity.error_message
+
+
+def test_permanent_failure_fails_at_once_and_retry_button_requeues(runtime: Runtime) -> None:
+    with runtime.sessions.begin() as session:
+        job_id = jobs.enqueue(session, "loc1", "broken", "inv-5", "test")
+    assert JobRunner(runtime).run(job_id) == "failed"
+    with runtime.sessions() as session:
+        activity = session.execute(select(Activity).where(Activity.job_id == job_id)).scalar_one()
+    assert activity.error_message == "The invoice has no lines"
+    with runtime.sessions.begin() as session:
+        new_job = jobs.retry_activity(session, activity.id)
+    assert new_job is not None and new_job != job_id
+    with runtime.sessions.begin() as session:
+        assert jobs.retry_activity(session, activity.id) is None  # already retried
+
+
+def test_sweeper_requeues_expired_leases_and_lost_tasks(runtime: Runtime) -> None:
+    with runtime.sessions.begin() as session:
+        crashed = jobs.enqueue(session, "loc1", "probe", "a", "test")
+        lost = jobs.enqueue(session, "loc1", "probe", "b", "test")
+    with runtime.sessions.begin() as session:
+        assert jobs.claim(session, crashed, "dead-worker", 0.001) is not None
+    dispatched: list[int] = []
+    jobs.set_dispatcher(lambda job_id, eta: dispatched.append(job_id))
+    later = utcnow() + timedelta(seconds=90)
+    with runtime.sessions.begin() as session:
+        requeued = jobs.sweep(session, now=later, max_attempts=5)
+    assert sorted(requeued) == sorted([crashed, lost])
+    assert sorted(dispatched) == sorted([crashed, lost])
+    with runtime.sessions.begin() as session:  # a lost job is re-sent once per grace period, not every sweep
+        assert jobs.sweep(session, now=later + timedelta(seconds=15), max_attempts=5) == []
+    with runtime.sessions() as session:
+        job = session.get(SyncJob, crashed)
+    assert job is not None and job.state == "pending" and job.lease_owner is None
