@@ -1,6 +1,14 @@
-"""The one place that builds platform clients for a location (tokens, rate budget, shared HTTP pool)."""
+"""The one place that builds platform clients for a location (tokens, rate budget, shared HTTP pool).
+
+``before_call`` runs before every request asks for its access token, i.e. before every platform call:
+the job engine passes the hook that ends the job's database transaction (sync/engine/clients.py).
+"""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
 
 from qbconnect.connections.tokens import DbCrmTokenSource, DbQboTokenSource
 from qbconnect.crm.client import CrmClient
@@ -8,21 +16,62 @@ from qbconnect.qbo.client import QboClient
 from qbconnect.runtime import Runtime
 
 
-def qbo_client(runtime: Runtime, location_id: str, realm_id: str) -> QboClient:
+class _Tokens(Protocol):
+    def access_token(self) -> str: ...
+
+    def force_refresh(self, rejected_token: str) -> str: ...
+
+
+class _HookedTokens:
+    """A token source that runs ``before_call`` first (every request asks for its token before it is sent)."""
+
+    def __init__(self, inner: _Tokens, before_call: Callable[[], None]) -> None:
+        self._inner = inner
+        self._before_call = before_call
+
+    def access_token(self) -> str:
+        self._before_call()
+        return self._inner.access_token()
+
+    def force_refresh(self, rejected_token: str) -> str:
+        self._before_call()
+        return self._inner.force_refresh(rejected_token)
+
+
+def _tokens(inner: _Tokens, before_call: Callable[[], None] | None) -> _Tokens:
+    return inner if before_call is None else _HookedTokens(inner, before_call)
+
+
+def qbo_client(
+    runtime: Runtime,
+    location_id: str,
+    realm_id: str,
+    *,
+    before_call: Callable[[], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> QboClient:
     return QboClient(
         realm_id=realm_id,
         api_base=runtime.settings.qbo_api_base_url,
-        tokens=DbQboTokenSource(runtime, location_id),
+        tokens=_tokens(DbQboTokenSource(runtime, location_id), before_call),
         http=runtime.http,
         limiter=runtime.limiter,
+        sleep=sleep,
     )
 
 
-def crm_client(runtime: Runtime, location_id: str) -> CrmClient:
+def crm_client(
+    runtime: Runtime,
+    location_id: str,
+    *,
+    before_call: Callable[[], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CrmClient:
     return CrmClient(
         location_id=location_id,
         api_base=runtime.settings.crm_api_base,
-        tokens=DbCrmTokenSource(runtime, location_id),
+        tokens=_tokens(DbCrmTokenSource(runtime, location_id), before_call),
         http=runtime.http,
         limiter=runtime.limiter,
+        sleep=sleep,
     )

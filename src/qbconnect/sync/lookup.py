@@ -213,7 +213,6 @@ def _claim(ctx: JobContext, key: str, realm_id: str, email: str | None) -> Link:
             link.request_id = rid
             link.data = {"realm_id": realm_id}
             ctx.session.flush()
-        ctx.checkpoint()
     except IntegrityError as exc:
         ctx.session.rollback()
         raise TransientError("Another sync is creating this customer in QuickBooks; trying again shortly.") from exc

@@ -33,10 +33,11 @@ class Harness:
     tokens: dict[str, str]
 
     def qbo(self, realm_id: str) -> QboClient:
+        """A client like the engine's: the job session's transaction ends before every call."""
         return QboClient(
             realm_id=realm_id,
             api_base="http://testserver",
-            tokens=StaticTokenSource(self.tokens[realm_id]),
+            tokens=_EndingTransaction(self.session, StaticTokenSource(self.tokens[realm_id])),
             http=self.client,
             sleep=lambda _: None,
         )
@@ -80,6 +81,22 @@ class Harness:
 
     def entities(self, realm: str, entity: str) -> list[dict[str, Any]]:
         return self.sandbox.entities(realm, entity)
+
+
+class _EndingTransaction:
+    """Tokens that first commit the job session, as the engine's clients do (sync/engine/clients.py)."""
+
+    def __init__(self, session: Session, inner: StaticTokenSource) -> None:
+        self._session = session
+        self._inner = inner
+
+    def access_token(self) -> str:
+        if self._session.in_transaction():
+            self._session.commit()
+        return self._inner.access_token()
+
+    def force_refresh(self, rejected_token: str) -> str:
+        return self._inner.force_refresh(rejected_token)
 
 
 @pytest.fixture

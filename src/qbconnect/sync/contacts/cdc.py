@@ -67,7 +67,6 @@ def _stamp(obj: dict[str, Any]) -> str:
 def run_sweep(ctx: JobContext, setup: ContactSetup, qbo: QboClient) -> Result:
     session, location_id = ctx.session, ctx.location_id
     state = read_state(session, location_id, CDC_KEY)
-    ctx.checkpoint()  # no transaction open while QuickBooks answers
     now = utcnow()
     cursor = _parse(state.get("cursor")) or as_utc(setup.connected_at) or now
     since = cursor - OVERLAP

@@ -20,7 +20,6 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session
 
-from qbconnect.connections.clients import crm_client, qbo_client
 from qbconnect.connections.state import syncing_location_ids
 from qbconnect.domain.customer import normalize_email
 from qbconnect.qbo.faults import NotFound
@@ -43,7 +42,6 @@ SWEEP_EVERY_SECONDS = 300.0
 
 def _setup(ctx: JobContext) -> ContactSetup:
     setup = read_setup(ctx.session, ctx.location_id)
-    ctx.checkpoint()  # end the read: no transaction stays open while the platforms answer
     if ctx.log is None:
         ctx.log = structlog.get_logger(__name__)
     ctx.log = ctx.log.bind(realm_id=setup.realm_id)
@@ -65,8 +63,8 @@ def import_customers(ctx: JobContext) -> Result:
     if stop is not None:
         return stop
     assert setup.realm_id is not None
-    qbo = qbo_client(ctx.runtime, ctx.location_id, setup.realm_id)
-    crm = crm_client(ctx.runtime, ctx.location_id)
+    qbo = ctx.qbo(setup.realm_id)
+    crm = ctx.crm()
     return CustomerImport(ctx, setup, qbo, crm, limiter=ctx.runtime.limiter).run()
 
 
@@ -78,7 +76,7 @@ def sync_customer(ctx: JobContext) -> Result:
         return stop
     assert setup.realm_id is not None
     qbo_id = ctx.entity_id
-    qbo = qbo_client(ctx.runtime, ctx.location_id, setup.realm_id)
+    qbo = ctx.qbo(setup.realm_id)
     customer: dict[str, Any] | None
     try:
         customer = qbo.read("Customer", qbo_id)
@@ -90,7 +88,6 @@ def sync_customer(ctx: JobContext) -> Result:
     node = customer.get("PrimaryEmailAddr")
     email = normalize_email(node.get("Address")) if isinstance(node, dict) else None
     index = load_index(ctx.session, ctx.location_id, [qbo_id], [email] if email else [])
-    ctx.checkpoint()
     link = index.match(qbo_id, email)
     plan = plan_contact(customer, link, without_email=setup.settings.contacts_without_email, realm_id=setup.realm_id)
     label = f"QuickBooks customer {qbo_id} ({plan.label})"
@@ -122,7 +119,7 @@ def sync_customer(ctx: JobContext) -> Result:
             qbo_id=qbo_id,
             skipped=True,
         )
-    crm = crm_client(ctx.runtime, ctx.location_id)
+    crm = ctx.crm()
     write = write_contact(crm, plan, tag=setup.settings.contact_tag)
     record_contact(
         ctx.session,
@@ -163,7 +160,7 @@ def sweep_changes(ctx: JobContext) -> Result:
     if stop is not None:
         return stop
     assert setup.realm_id is not None
-    qbo = qbo_client(ctx.runtime, ctx.location_id, setup.realm_id)
+    qbo = ctx.qbo(setup.realm_id)
     return run_sweep(ctx, setup, qbo)
 
 

@@ -222,8 +222,8 @@ class CustomerImport:
 
     def run(self) -> Result:
         ctx = self.ctx
-        self.progress = ImportProgress.from_state(read_state(ctx.session, ctx.location_id, IMPORT_KEY))
-        ctx.checkpoint()  # end the read transaction before calling QuickBooks
+        with ctx.unit() as session:
+            self.progress = ImportProgress.from_state(read_state(session, ctx.location_id, IMPORT_KEY))
         if not (self.progress.resumable and self.progress.realm_id == self.setup.realm_id):
             total = self.qbo.count(CUSTOMER_COUNT)
             self.progress.restart(realm_id=self.setup.realm_id, reason=ctx.reason, total=total, now=self.clock())
@@ -272,8 +272,8 @@ class CustomerImport:
         the bookkeeping and progress is committed every :data:`FLUSH_EVERY` customers."""
         ctx = self.ctx
         emails = [email for email in (_email_of(c) for c in todo) if email]
-        index = load_index(ctx.session, ctx.location_id, [str(c.get("Id")) for c in todo], emails)
-        ctx.checkpoint()  # release the read before the CRM calls
+        with ctx.unit() as session:
+            index = load_index(session, ctx.location_id, [str(c.get("Id")) for c in todo], emails)
         entries: list[tuple[ContactPlan, Future[ContactWrite] | None]] = []
         in_flight: dict[str, Future[ContactWrite]] = {}
         for customer in todo:
@@ -361,14 +361,21 @@ class CustomerImport:
         progress.last_id = plan.qbo_id
         self._since_flush += 1
 
-    # ---- checkpoints -------------------------------------------------------------------------------
+    # ---- saving progress -------------------------------------------------------------------------------
 
     def _save(self) -> None:
         """Commit the links written so far together with the progress that counts them."""
         ctx = self.ctx
+        with ctx.unit() as session:
+            self._record(session)
+        self._pending.clear()
+        self._since_flush = 0
+
+    def _record(self, session: Session) -> None:
+        ctx = self.ctx
         for plan, write in self._pending:
             record_contact(
-                ctx.session,
+                session,
                 ctx.location_id,
                 contact_id=write.contact_id,
                 qbo_id=plan.qbo_id,
@@ -378,15 +385,10 @@ class CustomerImport:
                 phone=plan.phone if not plan.email else None,
             )
         self.progress.touch(self.clock())
-        write_state(ctx.session, ctx.location_id, IMPORT_KEY, self.progress.to_state())
-        ctx.checkpoint()
-        ctx.session.expunge_all()  # keep memory flat over 100,000 customers
-        self._pending.clear()
-        self._since_flush = 0
+        write_state(session, ctx.location_id, IMPORT_KEY, self.progress.to_state())
 
     def _save_interrupted(self, exc: Exception) -> None:
         try:
-            self.ctx.session.rollback()
             self.progress.status = "interrupted"
             self.progress.error = str(exc) or type(exc).__name__
             self._save()

@@ -1,4 +1,8 @@
-"""Runs one job: lease it, call its handler, record the outcome (done, retry, failed, skipped)."""
+"""Runs one job: lease it, call its handler, record the outcome (done, retry, failed, skipped).
+
+The runner owns the job's session: it commits the handler's records with the outcome (a result or a sync
+error), or rolls back what was recorded since the last platform call when the handler crashed or the lease
+was lost (context.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import socket
 import threading
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from qbconnect.errors import ErrorCategory, SyncError
 from qbconnect.runtime import Runtime
@@ -58,8 +64,7 @@ class JobRunner:
                 session.rollback()
                 bound.warning("job.lease_lost")
                 return None
-            except SyncError as exc:
-                session.rollback()
+            except SyncError as exc:  # a failure the sync understood: what the handler recorded stays
                 outcome = self._failure(exc, attempt)
             except Exception as exc:  # a bug or an unexpected reply: retry, then fail with the reason
                 session.rollback()
@@ -69,8 +74,7 @@ class JobRunner:
                     attempt,
                 )
             try:
-                jobs.finish(session, job_id, owner, outcome)
-                session.commit()
+                self._finish(session, job_id, owner, outcome)
             except jobs.LeaseLostError:
                 session.rollback()
                 bound.warning("job.lease_lost_at_finish")
@@ -79,6 +83,18 @@ class JobRunner:
             session.close()
         bound.info("job.finished", state=outcome.state, error=outcome.error, category=outcome.error_category)
         return outcome.state
+
+    @staticmethod
+    def _finish(session: Session, job_id: int, owner: str, outcome: jobs.Finish) -> None:
+        """Commit the outcome with what the handler recorded; if those records cannot be stored (the failure
+        came from storage itself), record the outcome alone."""
+        try:
+            jobs.finish(session, job_id, owner, outcome)
+            session.commit()
+        except SQLAlchemyError:
+            session.rollback()
+            jobs.finish(session, job_id, owner, outcome)
+            session.commit()
 
     @staticmethod
     def _success(result: Result) -> jobs.Finish:

@@ -50,7 +50,6 @@ class Convergence:
             self.fresh = True
         self.link.data = self.state.dump()
         self.ctx.session.flush()
-        self.ctx.checkpoint()
 
     def read(self) -> dict[str, Any]:
         assert self.link.qbo_id is not None

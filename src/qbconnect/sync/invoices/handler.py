@@ -38,7 +38,6 @@ from qbconnect.domain.location_settings import load as load_settings
 from qbconnect.errors import AuthError
 from qbconnect.runtime import Runtime
 from qbconnect.sync.engine import jobs
-from qbconnect.sync.engine.clients import job_crm_client, job_qbo_client
 from qbconnect.sync.engine.context import JobContext, Result
 from qbconnect.sync.engine.registry import register, register_periodic
 from qbconnect.sync.engine.routing import INVOICE, INVOICE_RECONCILE
@@ -109,7 +108,7 @@ def sync_invoice(ctx: JobContext) -> Result:
             link.data = InvoiceLinkState(realm_id=realm_id, skipped=decision, crm_updated_at=_iso(inv)).dump()
             return skipped(skip_message(decision, name), crm_id)
 
-    qbo = job_qbo_client(ctx, realm_id)
+    qbo = ctx.qbo(realm_id)
     link = _link(ctx, link, crm_id)
     state.realm_id = realm_id
     run = Convergence(ctx=ctx, qbo=qbo, link=link, state=state, name=name)
@@ -238,7 +237,7 @@ def _payment_method(ctx: JobContext, settings: LocationSettings, inv: CrmInvoice
 
 
 def _crm(ctx: JobContext) -> CrmClient:
-    return job_crm_client(ctx)
+    return ctx.crm()
 
 
 def _link(ctx: JobContext, link: Link | None, crm_id: str) -> Link:
@@ -308,7 +307,6 @@ def reconcile_invoices(ctx: JobContext) -> Result:
         all_old = all((_created(raw) or horizon) < horizon for raw in page)
         if not page or len(page) < RECONCILE_PAGE or all_old or (0 < total <= offset):
             break
-        ctx.checkpoint()  # the heartbeat writes in a session of its own
         ctx.heartbeat()
     progress.update(
         {

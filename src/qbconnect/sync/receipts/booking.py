@@ -40,7 +40,6 @@ from qbconnect.domain.sales_receipt import (
 from qbconnect.domain.sources import ReceiptKind, classify
 from qbconnect.errors import PermanentError
 from qbconnect.qbo.client import QboClient
-from qbconnect.sync.engine.clients import job_crm_client, job_qbo_client
 from qbconnect.sync.engine.context import JobContext, Result
 from qbconnect.sync.links import receipts as links
 from qbconnect.sync.lookup import (
@@ -80,7 +79,7 @@ def sync_transaction(ctx: JobContext) -> Result:
     if location is None or connection is None or not is_syncing(ctx.session, ctx.location_id):
         return Result("QuickBooks is not connected for this location; nothing was booked.", skipped=True)
     settings = load(location.settings)
-    crm = job_crm_client(ctx)
+    crm = ctx.crm()
     raw = crm.get_transaction(ctx.entity_id)
     if raw is None:
         return Result("The CRM payment no longer exists; nothing was booked.", crm_id=ctx.entity_id, skipped=True)
@@ -100,7 +99,7 @@ def sync_transaction(ctx: JobContext) -> Result:
         ctx=ctx,
         settings=settings,
         facts=company_facts(connection),
-        qbo=job_qbo_client(ctx, connection.realm_id),
+        qbo=ctx.qbo(connection.realm_id),
         crm=crm,
         txn=txn,
         kind=kind,
@@ -242,8 +241,7 @@ def _book_receipt(run: _Run, link: Link | None) -> Link:
     rid = link.request_id or links.receipt_request_id(ctx.location_id, txn.id)
     link.request_id = rid
     links.update_data(link, state=links.BOOKING, kind=run.kind.value, realm_id=run.realm_id)
-    ctx.session.flush()
-    ctx.checkpoint()  # the requestid is durable before QuickBooks sees it: a replay never duplicates
+    ctx.session.flush()  # durable before QuickBooks sees the requestid (the engine commits before each call)
     created = run.qbo.create("SalesReceipt", body, request_id=rid)
     total = round_money(money(created.get("TotalAmt")), txn.currency)
     charged = round_money(txn.amount, txn.currency)
@@ -266,7 +264,6 @@ def _book_receipt(run: _Run, link: Link | None) -> Link:
     if draft.tax_note:
         ctx.log.warning("sales_receipt.tax_untaxed", note=draft.tax_note)
     if total != charged:
-        ctx.checkpoint()  # keep the receipt's id: the mismatch is for a person to look at
         raise _mismatch(link.qbo_id, total, charged, txn)
     ctx.log.info("sales_receipt.created", qbo_id=link.qbo_id, total=str(total), request_id=rid)
     return link
@@ -331,8 +328,7 @@ def _book_refund(run: _Run, link: Link, cumulative: Decimal) -> tuple[str, Decim
     amount = refund_needed(cumulative, money(data.get("refunded", "0")), txn.currency)
     rid = links.refund_request_id(ctx.location_id, txn.id, cumulative)
     links.update_data(link, refund_pending={"cumulative": format(cumulative, "f"), "request_id": rid})
-    ctx.session.flush()
-    ctx.checkpoint()  # the requestid is durable before QuickBooks sees it
+    ctx.session.flush()  # durable before QuickBooks sees the requestid (the engine commits before each call)
     refund_ctx = ReceiptContext(
         customer_id=str(data["customer_id"]),
         company=run.facts,
@@ -359,7 +355,6 @@ def _book_refund(run: _Run, link: Link, cumulative: Decimal) -> tuple[str, Decim
     link.data = {**data, "refunded": format(cumulative, "f"), "refunds": refunds}
     ctx.session.flush()
     if total != amount:
-        ctx.checkpoint()  # the refund receipt exists: never book it twice
         raise PermanentError(
             f"QuickBooks refund receipt {qbo_id} totals {total} {txn.currency}, but the CRM refunded "
             f"{amount} {txn.currency} (payment {txn.charge_reference}). Correct it in QuickBooks.",

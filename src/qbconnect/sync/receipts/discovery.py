@@ -22,7 +22,6 @@ from qbconnect.db.models import Location, SyncJob
 from qbconnect.domain.crm_models import CrmTransaction, parse_datetime
 from qbconnect.domain.location_settings import load
 from qbconnect.sync.engine import jobs, routing
-from qbconnect.sync.engine.clients import job_crm_client
 from qbconnect.sync.engine.context import JobContext, Result
 from qbconnect.sync.links import receipts as links
 
@@ -75,7 +74,7 @@ def sync_order(ctx: JobContext) -> Result:
     stop = _not_syncing(ctx)
     if stop is not None:
         return stop
-    crm = job_crm_client(ctx)
+    crm = ctx.crm()
     if crm.get_order(ctx.entity_id) is None:
         gone = f"CRM order {ctx.entity_id} no longer exists; nothing to book."
         return Result(gone, crm_id=ctx.entity_id, skipped=True)
@@ -112,7 +111,7 @@ def poll_transactions(ctx: JobContext) -> Result:
     cursor = _cursor(location) or as_utc(connection.connected_at) or started
     since = cursor - POLL_OVERLAP
     start = min(since, started - timedelta(days=settings.refund_lookback_days))
-    crm = job_crm_client(ctx)
+    crm = ctx.crm()
     counts: Counter[str] = Counter()
     seen = 0
     batch: list[CrmTransaction] = []
@@ -122,7 +121,6 @@ def poll_transactions(ctx: JobContext) -> Result:
         if len(batch) >= BATCH:
             counts += _queue(ctx.session, ctx.location_id, batch, since=since, why="found by polling")
             batch = []
-            ctx.checkpoint()  # the heartbeat writes in a session of its own
             ctx.heartbeat()
     counts += _queue(ctx.session, ctx.location_id, batch, since=since, why="found by polling")
 

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from qbconnect.connections.clients import crm_client, qbo_client
 from qbconnect.connections.state import active_connection
 from qbconnect.crm.client import CrmClient
 from qbconnect.db.models import Location, QboConnection, ReviewRequest
@@ -114,16 +113,6 @@ def _business_name(location: Location, connection: QboConnection) -> str:
     return (location.name or connection.company_name or "").strip() or "us"
 
 
-def _release(ctx: JobContext) -> None:
-    """End the job session's read-only transaction before calling a platform.
-
-    On SQLite every transaction takes the write lock up front (``BEGIN IMMEDIATE``, db/session.py), and
-    the clients read their tokens in a session of their own: holding ours open across a call would make
-    that read wait for us. Nothing is pending when this is called, so the commit writes nothing.
-    """
-    ctx.checkpoint()
-
-
 @register(QBO_PAYMENT, direction="qbo_to_crm", title="Review request")
 def handle_qbo_payment(ctx: JobContext) -> Result:
     session = ctx.session
@@ -141,9 +130,8 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
     business_name = _business_name(location, connection)
     log = ctx.log.bind(realm_id=realm_id)
     ctx.log = log
-    _release(ctx)
 
-    qbo = qbo_client(ctx.runtime, ctx.location_id, realm_id)
+    qbo = ctx.qbo(realm_id)
     try:
         payment = qbo.read("Payment", ctx.entity_id)
     except NotFound:
@@ -159,7 +147,6 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
     existing = review_store.find(session, ctx.location_id, customer_id)
     if existing is not None and existing.status in review_store.FINAL:
         return _skip(ctx, _already(existing.status, existing.channel, customer_id), customer_id=customer_id)
-    _release(ctx)
 
     created = _created_at(payment)
     if created is not None and created < connected_at - HISTORY_MARGIN:
@@ -190,8 +177,7 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
 
     customer = qbo.read("Customer", customer_id)
     linked_id = linked_contact_id(session, ctx.location_id, customer_id)
-    _release(ctx)
-    crm = crm_client(ctx.runtime, ctx.location_id)
+    crm = ctx.crm()
     contact = resolve_contact(crm, customer, linked_id)
     channel = settings.review_request_channel
     claim_args: dict[str, Any] = {
@@ -216,7 +202,7 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
     row = review_store.claim(session, status=review_store.SENDING, **claim_args)
     if row is None:
         return _skip(ctx, f"Review request not sent: another run is handling QuickBooks customer {customer_id}.")
-    ctx.checkpoint()  # the claim is durable before the message can leave: no second send, ever
+    # The claim is durable before the message can leave (the engine commits before the call): no second send.
 
     try:
         answer = _send(crm, contact.id, message.channel, message.subject, message.html, message.text)
@@ -291,7 +277,7 @@ def _record_send_failure(
         return Result(f"Review request not sent to {contact.label}: {reason}.", qbo_id=ctx.entity_id, skipped=True)
     if _definitely_not_sent(exc):
         review_store.record(row, review_store.FAILED, exc.message)
-        ctx.checkpoint()  # the engine rolls back what follows; the row must say "failed" to be resumed
+        # Kept with the failure (the engine commits what a handler recorded before a sync error): resumable.
         ctx.log.warning("review.send_failed", customer_id=customer_id, error=exc.message, code=exc.code)
         raise SyncError(
             f"Review request to {contact.label} not sent: {exc.message}",
@@ -301,7 +287,6 @@ def _record_send_failure(
             detail=exc.detail,
         ) from exc
     review_store.record(row, review_store.UNKNOWN, exc.message)
-    ctx.checkpoint()
     ctx.log.warning("review.send_unconfirmed", customer_id=customer_id, error=exc.message, code=exc.code)
     raise PermanentError(
         f"HighLevel did not confirm whether the review request to {contact.label} was sent ({exc.message}). "

@@ -55,7 +55,8 @@ def claim(
     """Take the customer's one review request: insert the row, or turn a ``failed`` row into ``status``.
 
     Returns the row, or None when another run holds it (a row exists that is not resumable, or a
-    concurrent run inserted or re-claimed it first). The caller commits (``ctx.checkpoint()``).
+    concurrent run inserted or re-claimed it first). The engine commits it before the message is sent
+    (it commits before every platform call).
     """
     existing = find(session, location_id, qbo_customer_id)
     if existing is None:
