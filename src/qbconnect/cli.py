@@ -166,7 +166,7 @@ def rotate_key(
         runtime.close()
     console.print(
         f"{report.rows} rows checked: {report.rotated} tokens re-encrypted, {report.already_current} already "
-        f"under the newest key, {report.changed_meanwhile} changed meanwhile (already current)"
+        f"under the newest key, {report.changed_meanwhile} changed meanwhile (run again to check them)"
     )
     if report.unreadable:
         console.print(
