@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 
 import structlog
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
+from qbconnect.clock import utcnow
 from qbconnect.logs import configure_logging
+from qbconnect.runtime import Runtime
 
 
 def test_secret_fields_and_bearer_values_are_redacted(capsys) -> None:
@@ -41,3 +47,53 @@ def test_logging_follows_a_replaced_stderr(capsys) -> None:
     finally:
         sys.stderr = original
     assert "after.replace" in replaced.getvalue()
+
+
+MARKER = "marker-jane@example.com"
+
+
+def _duplicate_insert(runtime: Runtime) -> Exception:
+    """A unique violation whose values carry ``MARKER`` (PostgreSQL quotes them in its DETAIL line)."""
+    statement = text(
+        "INSERT INTO inbox_events (source, event_id, event_type, outcome, body, received_at) "
+        "VALUES ('crm', :event_id, 'ContactCreate', 'queued', :body, :received_at)"
+    )
+    values = {"event_id": MARKER, "body": json.dumps({"email": MARKER}), "received_at": utcnow().replace(tzinfo=None)}
+    with runtime.engine.begin() as conn:
+        conn.execute(statement, values)
+    try:
+        with runtime.engine.begin() as conn:
+            conn.execute(statement, values)
+    except IntegrityError as exc:
+        return exc
+    raise AssertionError("the duplicate insert was accepted")
+
+
+def test_database_errors_are_logged_without_sql_parameters_or_quoted_values(runtime: Runtime, capsys) -> None:
+    configure_logging(json=True)
+    error = _duplicate_insert(runtime)
+    capsys.readouterr()
+    try:
+        raise error
+    except IntegrityError:
+        structlog.get_logger("test").exception("webhook.crm.storage_unavailable")
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    record = json.loads(line)
+    assert "IntegrityError" in record["exception"] and "INSERT INTO inbox_events" in record["exception"]
+    assert MARKER not in line
+
+
+def test_standard_library_log_records_of_database_errors_carry_no_values(runtime: Runtime) -> None:
+    """uvicorn logs unhandled exceptions through the standard library, not structlog."""
+    configure_logging(json=True)
+    error = _duplicate_insert(runtime)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("uvicorn.error.test")
+    logger.addHandler(handler)
+    try:
+        logger.error("Exception in ASGI application", exc_info=error)
+    finally:
+        logger.removeHandler(handler)
+    written = stream.getvalue()
+    assert "IntegrityError" in written and MARKER not in written

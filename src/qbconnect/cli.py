@@ -1,4 +1,4 @@
-"""The ``qbconnect`` command: serve, worker, demo, sandbox, db, status, retry."""
+"""The ``qbconnect`` command: serve, worker, demo, sandbox, db, status, retry, rotate-key."""
 
 from __future__ import annotations
 
@@ -21,10 +21,13 @@ app.add_typer(db_app, name="db")
 console = Console(stderr=True)
 
 
-def _settings(*required: str) -> Settings:
+def _settings(*required: str, strong: bool = False) -> Settings:
+    """Load settings; stop with one line naming a missing (or, with ``strong``, a too short) secret."""
     try:
         settings = Settings()
         settings.require(*required)
+        if strong:
+            settings.require_strong("secret_key", "admin_token")
     except MissingSettingError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -46,7 +49,7 @@ def serve(
     from qbconnect.web.app import create_app
     from qbconnect.worker import Queue
 
-    settings = _settings(*SERVICE_REQUIRED)
+    settings = _settings(*SERVICE_REQUIRED, strong=True)
     configure_logging(json=settings.log_json)
     upgrade(settings.database_url)
     load_handlers()
@@ -66,7 +69,7 @@ def worker(
     from qbconnect.sync.kinds import load_handlers
     from qbconnect.worker import Queue, Ticker, start_consumer
 
-    settings = _settings("secret_key")
+    settings = _settings("secret_key", strong=True)
     configure_logging(json=settings.log_json)
     upgrade(settings.database_url)
     load_handlers()
@@ -132,6 +135,45 @@ def retry(activity_id: Annotated[int, typer.Argument(help="Sync log row to retry
         console.print(f"[red]error:[/red] activity {activity_id} does not exist or did not fail")
         raise typer.Exit(1)
     console.print(f"queued job {job_id}")
+
+
+@app.command("rotate-key")
+def rotate_key(
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows re-encrypted per transaction.")] = 100,
+) -> None:
+    """Re-encrypt every stored token under QBCONNECT_SECRET_KEY (older keys in QBCONNECT_SECRET_KEY_PREVIOUS).
+
+    Safe to interrupt and run again: tokens already under the newest key are left as they are.
+    """
+    from rich.progress import Progress
+
+    from qbconnect.connections.key_rotation import rotate_tokens
+    from qbconnect.db.migrate import upgrade
+    from qbconnect.runtime import build_runtime
+
+    settings = _settings("secret_key", strong=True)
+    upgrade(settings.database_url)
+    runtime = build_runtime(settings)
+    try:
+        with Progress(console=console, transient=False) as bar:
+            task = bar.add_task("re-encrypting tokens", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = rotate_tokens(runtime, batch_size=batch_size, progress=advance)
+    finally:
+        runtime.close()
+    console.print(
+        f"{report.rows} rows checked: {report.rotated} tokens re-encrypted, {report.already_current} already "
+        f"under the newest key, {report.changed_meanwhile} changed meanwhile (run again to check them)"
+    )
+    if report.unreadable:
+        console.print(
+            f"[red]error:[/red] {len(report.unreadable)} tokens open with no configured key "
+            f"(add the key they were written with to QBCONNECT_SECRET_KEY_PREVIOUS): {', '.join(report.unreadable)}"
+        )
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -19,10 +19,18 @@ INTUIT_API_BASES = {
 }
 CRM_API_BASE = "https://services.leadconnectorhq.com"
 CRM_AUTH_URL = "https://marketplace.leadconnectorhq.com/v2/oauth/chooselocation"
+# Where the settings page may be framed: the CRM's own origins (custom pages live in an iframe there).
+CRM_FRAME_ANCESTORS = "'self' https://app.gohighlevel.com https://*.gohighlevel.com https://*.leadconnectorhq.com"
+# ``serve`` and ``worker`` refuse shorter secrets (``demo`` and tests build their own settings).
+MIN_SECRET_LENGTH = 32
 
 
 class MissingSettingError(RuntimeError):
     """A required setting is absent; the message is one line naming it."""
+
+
+class WeakSettingError(MissingSettingError):
+    """A secret setting is set but too weak; the message is one line naming it."""
 
 
 class Settings(BaseSettings):
@@ -32,7 +40,10 @@ class Settings(BaseSettings):
     queue_url: str | None = None
     public_url: str = "http://127.0.0.1:8000"
     secret_key: SecretStr | None = None
+    # Older secret keys, comma-separated: tokens encrypted under them still decrypt (``rotate-key``).
+    secret_key_previous: SecretStr | None = None
     admin_token: SecretStr | None = None
+    frame_ancestors: str = CRM_FRAME_ANCESTORS
 
     qbo_client_id: str | None = None
     qbo_client_secret: SecretStr | None = None
@@ -61,6 +72,11 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(default=300.0, gt=0)
     worker_threads: int = Field(default=4, ge=1)
     log_json: bool = True
+    inbox_retention_days: int = Field(default=30, ge=1)
+    activity_retention_days: int = Field(default=90, ge=1)
+    retention_interval_seconds: float = Field(default=3600.0, gt=0)
+    login_max_failures: int = Field(default=10, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
 
     @cached_property
     def resolved_queue_url(self) -> str:
@@ -97,6 +113,27 @@ class Settings(BaseSettings):
                 raise MissingSettingError(
                     f"missing required setting QBCONNECT_{name.upper()} (set it in the environment or .env)"
                 )
+
+    def require_strong(self, *names: str) -> None:
+        """Stop with one line naming the first secret that is set but shorter than ``MIN_SECRET_LENGTH``."""
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and 0 < len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+                raise WeakSettingError(
+                    f"QBCONNECT_{name.upper()} is too short: use at least {MIN_SECRET_LENGTH} random characters "
+                    "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
+
+    @property
+    def previous_secret_keys(self) -> tuple[str, ...]:
+        """``QBCONNECT_SECRET_KEY_PREVIOUS`` split on commas, newest first as written."""
+        if self.secret_key_previous is None:
+            return ()
+        return tuple(key.strip() for key in self.secret_key_previous.get_secret_value().split(",") if key.strip())
+
+    @property
+    def https(self) -> bool:
+        return self.public_url.lower().startswith("https://")
 
     def secret(self, name: str) -> str:
         value = getattr(self, name)

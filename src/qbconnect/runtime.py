@@ -26,7 +26,7 @@ class Runtime:
     @cached_property
     def cipher(self) -> TokenCipher:
         """Derived once per process (HKDF + Fernet), not on every token read."""
-        return TokenCipher(self.settings.secret("secret_key"))
+        return TokenCipher(self.settings.secret("secret_key"), self.settings.previous_secret_keys)
 
     def close(self) -> None:
         self.http.close()

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from pathlib import Path
 
 import structlog
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
 from sqlalchemy.engine import make_url
 
+from qbconnect.db.session import create_private_file
+from qbconnect.retention import prune_if_due
 from qbconnect.runtime import Runtime
 from qbconnect.sync.engine import jobs, registry
 from qbconnect.sync.engine.runner import JobRunner
@@ -28,7 +29,7 @@ def build_huey(queue_url: str) -> Huey:
     url = make_url(queue_url)
     if url.get_backend_name() != "sqlite" or not url.database:
         raise ValueError(f"QBCONNECT_QUEUE_URL must be a SQLite path URL or redis://…, got {queue_url!r}")
-    Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    create_private_file(url.database)
     return SqliteHuey("qbconnect", filename=url.database, results=False, utc=True)
 
 
@@ -80,6 +81,7 @@ class Ticker(threading.Thread):
                 jobs.sweep(session, max_attempts=self.runtime.settings.job_max_attempts)
         except Exception:
             log.exception("ticker.sweep_failed")
+        prune_if_due(self.runtime, self._last_run, now)
         for hook in registry.PERIODIC:
             last = self._last_run.get(hook.name)
             if last is not None and now - last < hook.every_seconds(self.runtime):

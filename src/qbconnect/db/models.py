@@ -16,7 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 from qbconnect.clock import utcnow
 from qbconnect.db.types import JSONDoc, UTCDateTime, json_default
@@ -83,6 +83,14 @@ class QboConnection(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
+# The inbox keeps a body only while something may read it: events that queued work, and QuickBooks Merge
+# events (sync/contact_merges.py reads them to find the surviving customer). Every other outcome (ignored,
+# unknown_location, uninstalled, …) keeps the ids and the outcome, and an empty body. Jobs themselves read
+# the source's current state, never the body. Rows go after QBCONNECT_INBOX_RETENTION_DAYS (retention.py).
+INBOX_BODY_KEPT_OUTCOMES = frozenset({"queued"})
+INBOX_BODY_KEPT_TYPES = frozenset({("qbo", "Customer.Merge")})
+
+
 class InboxEvent(Base):
     """One platform event as received. Unique per (source, event id): redeliveries store nothing."""
 
@@ -100,6 +108,21 @@ class InboxEvent(Base):
     outcome: Mapped[str] = mapped_column(String(32), default="queued")  # queued|ignored|unknown_location
     body: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    def body_needed(self, outcome: str | None) -> bool:
+        return (
+            outcome is None
+            or outcome in INBOX_BODY_KEPT_OUTCOMES
+            or (self.source, self.event_type) in INBOX_BODY_KEPT_TYPES
+        )
+
+    @validates("outcome", "body")
+    def _keep_less(self, key: str, value: str) -> str:
+        if key == "body":
+            return value if self.body_needed(self.outcome) else ""
+        if not self.body_needed(value) and self.body:
+            self.body = ""
+        return value
 
 
 class SyncJob(Base):

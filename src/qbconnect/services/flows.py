@@ -15,7 +15,12 @@ from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
 from qbconnect.connections import service
-from qbconnect.connections.oauth_state import consume_state, issue_state
+from qbconnect.connections.oauth_state import (
+    consume_install_state,
+    consume_state,
+    issue_install_state,
+    issue_state,
+)
 from qbconnect.connections.state import active_connection
 from qbconnect.crm import oauth as crm_oauth
 from qbconnect.db.models import Location
@@ -45,19 +50,30 @@ def qbo_redirect_uri(runtime: Runtime) -> str:
 
 
 def crm_install_url(runtime: Runtime) -> str:
-    """Where an agency admin goes to install the app on a location (HighLevel's choose-location page)."""
+    """Where an agency admin goes to install the app on a location (HighLevel's choose-location page),
+    with a signed, single-use ``state`` that the callback verifies."""
     settings = runtime.settings
+    with runtime.sessions.begin() as session:
+        state = issue_install_state(session, settings.secret("secret_key"), now=utcnow())
     return crm_oauth.install_url(
         auth_url=settings.crm_auth_url,
         client_id=settings.crm_client_id or "",
         redirect_uri=crm_redirect_uri(runtime),
         scopes=crm_oauth.SCOPES,
+        state=state,
     )
 
 
-def finish_crm_install(runtime: Runtime, code: str) -> str:
-    """``/oauth/crm/callback``: exchange the code for a Location token set and store it. Returns the id."""
+def finish_crm_install(runtime: Runtime, code: str, state: str | None = None) -> str:
+    """``/oauth/crm/callback``: exchange the code for a Location token set and store it. Returns the id.
+
+    ``state`` is present when the install started from our own link: it must verify (StateError otherwise)
+    and is used up before the code is exchanged. Marketplace installs carry none.
+    """
     settings = runtime.settings
+    if state:
+        with runtime.sessions.begin() as session:
+            consume_install_state(session, settings.secret("secret_key"), state, now=utcnow())
     tokens = crm_oauth.exchange_code(
         runtime.http,
         token_url=settings.crm_token_endpoint,

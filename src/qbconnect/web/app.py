@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from qbconnect.runtime import Runtime
-from qbconnect.web import api, auth, health, oauth, pages, webhooks
+from qbconnect.web import api, auth, health, oauth, pages, security, webhooks
 from qbconnect.web.templating import STATIC_DIR
 from qbconnect.worker import Queue, Ticker, start_consumer
 
@@ -35,7 +35,8 @@ def create_app(runtime: Runtime, *, queue: Queue | None = None, run_worker: bool
             if consumer is not None:
                 consumer.stop(graceful=True)
 
-    app = FastAPI(title="qbconnect", lifespan=lifespan, docs_url="/api/docs", openapi_url="/api/openapi.json")
+    # The docs and the OpenAPI document are served by web/security.py, behind the admin token.
+    app = FastAPI(title="qbconnect", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runtime = runtime
     app.state.queue = queue
     app.include_router(health.router)
@@ -44,6 +45,9 @@ def create_app(runtime: Runtime, *, queue: Queue | None = None, run_worker: bool
     app.include_router(oauth.router)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(security.docs_router)
+    app.add_middleware(security.SecurityHeaders, settings=runtime.settings)
+    app.state.login_throttle = auth.LoginThrottle(runtime.settings)
     app.add_exception_handler(auth.LoginRequired, auth.login_required_handler)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     return app

@@ -4,6 +4,9 @@
 - ``GET /login`` shows a token form; ``POST /login`` checks the token and sets ``qbc_session``: an
   HttpOnly, SameSite=Lax cookie ``base64url(json {sid, exp}) "." HMAC`` (key derived from
   ``QBCONNECT_SECRET_KEY``, purpose ``admin-session``). No server-side session store is needed.
+- ``POST /login`` is throttled per client address: after ``QBCONNECT_LOGIN_MAX_FAILURES`` wrong tokens within
+  ``QBCONNECT_LOGIN_WINDOW_SECONDS`` the answer is 429 with ``Retry-After`` (rate-limit storage: memory on
+  one machine, Redis when scaled out).
 - Every POST form carries ``csrf_token`` = HMAC(purpose ``csrf``, session id). Requests authenticated by
   the bearer token need none (no ambient credential to abuse). JSON API writes made with the cookie must
   send the token in ``X-CSRF-Token``. The login form itself uses a double-submit cookie.
@@ -15,6 +18,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -24,7 +28,11 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from limits import RateLimitItemPerSecond
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
 
+from qbconnect.config import Settings
 from qbconnect.db.crypto import derive_key
 from qbconnect.runtime import Runtime
 from qbconnect.web.templating import templates
@@ -50,6 +58,31 @@ class LoginRequired(Exception):
     def __init__(self, next_url: str) -> None:
         super().__init__(next_url)
         self.next_url = next_url
+
+
+class LoginThrottle:
+    """Failed admin logins per client address, in a moving window."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._window = RateLimitItemPerSecond(settings.login_max_failures, settings.login_window_seconds)
+        self._limiter = MovingWindowRateLimiter(storage_from_string(settings.resolved_ratelimit_url))
+
+    def retry_after(self, client: str) -> int | None:
+        """Seconds until this client may try again, or None when it may try now."""
+        if self._limiter.test(self._window, "login-failures", client):
+            return None
+        stats = self._limiter.get_window_stats(self._window, "login-failures", client)
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+    def failed(self, client: str) -> None:
+        self._limiter.hit(self._window, "login-failures", client)
+
+    def succeeded(self, client: str) -> None:
+        self._limiter.clear(self._window, "login-failures", client)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def _b64(data: bytes) -> str:
@@ -186,13 +219,23 @@ def login_submit(
     next: str = Form("/settings/integrations"),
 ) -> Response:
     runtime = _runtime(request)
+    throttle: LoginThrottle = request.app.state.login_throttle
+    client = _client(request)
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     target = safe_next(next)
-    if not cookie or not hmac.compare_digest(cookie, csrf_token):
+    status = 401
+    headers: dict[str, str] = {}
+    wait = throttle.retry_after(client)
+    if wait is not None:
+        error = f"Too many wrong tokens from this address; try again in {math.ceil(wait / 60)} minute(s)."
+        status, headers = 429, {"Retry-After": str(wait)}
+    elif not cookie or not hmac.compare_digest(cookie, csrf_token):
         error = "This login form has expired; please try again."
     elif not bearer_ok(runtime, f"Bearer {token}"):
+        throttle.failed(client)
         error = "That admin token is not right."
     else:
+        throttle.succeeded(client)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
@@ -206,9 +249,8 @@ def login_submit(
         response.delete_cookie(LOGIN_CSRF_COOKIE)
         return response
     fresh = secrets.token_urlsafe(18)
-    page = templates.TemplateResponse(
-        request, "login.html", {"next": target, "csrf_token": fresh, "error": error}, status_code=401
-    )
+    context = {"next": target, "csrf_token": fresh, "error": error}
+    page = templates.TemplateResponse(request, "login.html", context, status_code=status, headers=headers)
     page.set_cookie(LOGIN_CSRF_COOKIE, fresh, httponly=True, samesite="lax", secure=_secure(request), max_age=3600)
     return page
 

@@ -44,15 +44,27 @@ def _status_for(exc: SyncError) -> int:
     return 502 if exc.category is ErrorCategory.TRANSIENT else 400
 
 
+@router.get("/install/crm")
+def install_crm(request: Request, admin: Admin = Depends(require_page_admin)) -> Response:
+    """The product's own install link: HighLevel's choose-location page with a signed ``state``."""
+    runtime: Runtime = request.app.state.runtime
+    return RedirectResponse(flows.crm_install_url(runtime), status_code=302)
+
+
 @router.get("/oauth/crm/callback", response_class=HTMLResponse)
-def crm_callback(request: Request, code: str | None = None, error: str | None = None) -> Response:
+def crm_callback(
+    request: Request, code: str | None = None, state: str | None = None, error: str | None = None
+) -> Response:
     runtime: Runtime = request.app.state.runtime
     if error or not code:
         return problem_page(
             request, 400, "The app was not installed", f"HighLevel did not finish the install ({error or 'no code'})."
         )
     try:
-        location_id = flows.finish_crm_install(runtime, code)
+        location_id = flows.finish_crm_install(runtime, code, state)
+    except StateError as exc:
+        log.warning("crm.install_state_refused", reason=str(exc))
+        return problem_page(request, 400, "This install link cannot be used", str(exc))
     except SyncError as exc:
         log.warning("crm.install_failed", error=exc.message)
         return problem_page(request, _status_for(exc), "The app could not be installed", exc.message)
