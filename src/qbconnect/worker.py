@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from qbconnect.runtime import Runtime
 from qbconnect.sync import jobs
-from qbconnect.sync.engine import JobRunner
+from qbconnect.sync.engine.runner import JobRunner
 
 log = structlog.get_logger(__name__)
 

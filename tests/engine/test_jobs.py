@@ -13,7 +13,7 @@ from qbconnect.clock import utcnow
 from qbconnect.db.models import Activity, SyncJob
 from qbconnect.runtime import Runtime
 from qbconnect.sync import jobs
-from qbconnect.sync.engine import JobRunner
+from qbconnect.sync.engine.runner import JobRunner
 
 
 def _job_count(runtime: Runtime) -> int:

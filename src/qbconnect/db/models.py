@@ -102,6 +102,18 @@ class InboxEvent(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class WebhookRefusal(Base):
+    """How many signed webhook events were refused, per source and reason (never their bodies)."""
+
+    __tablename__ = "webhook_refusals"
+
+    source: Mapped[str] = mapped_column(String(8), primary_key=True)  # crm|qbo
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)  # stale|future|unstorable|malformed
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class SyncJob(Base):
     """One pending/running unit of work per (location, kind, entity); history kept when finished."""
 

@@ -24,7 +24,7 @@ from qbconnect.sandbox.crm import create_app as create_crm_app
 from qbconnect.sandbox.qbo import QboSandbox
 from qbconnect.sandbox.qbo import create_app as create_qbo_app
 from qbconnect.sandbox.server import RunningServer, free_port, serve_in_thread
-from qbconnect.sync.engine import JobRunner
+from qbconnect.sync.engine.runner import JobRunner
 from qbconnect.web.app import create_app
 from qbconnect.worker import Queue
 

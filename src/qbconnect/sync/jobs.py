@@ -53,6 +53,13 @@ def dispatch_after_commit(session: Session, job_id: int, eta: datetime | None = 
     session.info.setdefault(_PENDING_DISPATCH, {})[job_id] = eta
 
 
+def take_dispatches(session: Session) -> dict[int, datetime | None]:
+    """Take over the hand-off of the jobs enqueued in ``session`` (the caller dispatches them after commit,
+    e.g. after answering a webhook; a lost hand-off is re-sent by :func:`sweep`)."""
+    pending: dict[int, datetime | None] = session.info.pop(_PENDING_DISPATCH, {})
+    return pending
+
+
 def active_key(location_id: str, kind: str, entity_id: str) -> str:
     return f"{location_id}|{kind}|{entity_id}"
 

@@ -1,0 +1,1 @@
+"""The sync engine: intake of platform events and the job runner."""
