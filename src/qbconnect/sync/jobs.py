@@ -39,6 +39,8 @@ def dispatch_now(job_id: int, eta: datetime | None = None) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _dispatch_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint was released: the jobs are not committed yet
     pending: dict[int, datetime | None] = session.info.pop(_PENDING_DISPATCH, {})
     for job_id, eta in pending.items():
         dispatch_now(job_id, eta)
@@ -46,6 +48,8 @@ def _dispatch_after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint was rolled back: jobs enqueued before it are still to be dispatched
     session.info.pop(_PENDING_DISPATCH, None)
 
 

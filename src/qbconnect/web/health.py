@@ -15,7 +15,7 @@ from qbconnect.db.session import ping
 
 router = APIRouter()
 
-CHECK_DEADLINE_SECONDS = 1.5
+CHECK_DEADLINE_SECONDS = 1.8  # above the web engine's SQLite busy timeout, so "locked" is reported as such
 _executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="qbconnect-health")
 
 
