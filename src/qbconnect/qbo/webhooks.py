@@ -157,7 +157,7 @@ def _legacy(notifications: Any) -> list[QboEvent]:
             key = "|".join((realm_id, name, entity_id, operation, str(last_updated or "")))
             events.append(
                 QboEvent(
-                    event_id=hashlib.sha256(key.encode("utf-8")).hexdigest(),
+                    event_id=hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest(),  # storage checks the ids
                     realm_id=realm_id,
                     entity=name,
                     entity_id=entity_id,
