@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     crm_token_url: str | None = None
     crm_webhook_public_key: str | None = None
     crm_webhook_rsa_public_key: str | None = None
+    # HighLevel deliveries whose signed ``timestamp`` is further than this from now are refused (replays).
+    crm_webhook_replay_window_seconds: float = Field(default=300.0, gt=0)
+    # HighLevel re-sends the same signed body (same ``timestamp``) after a 429: up to 6 times, 10 minutes
+    # plus jitter apart. Past timestamps are accepted this much longer, so those retries still get in.
+    crm_webhook_retry_grace_seconds: float = Field(default=4500.0, ge=0)
 
     # Operational knobs (not part of the fixed contract).
     ratelimit_url: str | None = None

@@ -123,5 +123,5 @@ def test_a_storage_failure_is_logged_without_sql_parameters(
     response = client.post("/webhooks/crm", content=body, headers=signer.ghl_headers(body))
     assert response.status_code in (429, 503)
     logged = capsys.readouterr().err
-    assert "inbox_events" in logged  # the failure is logged, with its SQL text …
+    assert "webhook.crm.storage_unavailable" in logged and "wh-broken" in logged  # the failure is logged …
     assert PERSONAL not in logged and "[parameters:" not in logged  # … but none of the values

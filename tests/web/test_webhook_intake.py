@@ -139,7 +139,7 @@ def test_crm_storage_down_answers_429(client: TestClient, runtime: Runtime, sign
     def broken(*args: object, **kwargs: object) -> None:
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
-    monkeypatch.setattr("qbconnect.web.webhooks._intake_crm", broken)
+    monkeypatch.setattr("qbconnect.sync.engine.intake.intake_crm", broken)
     assert client.post("/webhooks/crm", content=body, headers=signer.ghl_headers(body)).status_code == 429
 
 
@@ -209,7 +209,7 @@ def test_qbo_storage_down_answers_503(client: TestClient, monkeypatch) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise OperationalError("INSERT", {}, Exception("could not connect"))
 
-    monkeypatch.setattr("qbconnect.web.webhooks._intake_qbo", broken)
+    monkeypatch.setattr("qbconnect.sync.engine.intake.intake_qbo", broken)
     assert client.post("/webhooks/qbo", content=body, headers=intuit_headers(body, VERIFIER)).status_code == 503
 
 

@@ -40,6 +40,7 @@ def install_location(runtime: Runtime, session: Session, tokens: CrmTokenSet, *,
     if name:
         location.name = name
     location.crm_status = "installed"
+    location.installed_at = utcnow()  # the latest install: an uninstall webhook dated before it is stale
     store_crm_tokens(runtime, location, tokens)
     session.flush()
     return location

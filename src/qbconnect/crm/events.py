@@ -13,10 +13,11 @@ Webhooks are hints: the sync re-reads the object through the API before acting o
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from qbconnect.json_body import decode_json
 
 INVOICE_TYPE_BY_STATUS = {
     "sent": "InvoiceSent",
@@ -46,13 +47,16 @@ class CrmEvent:
 
 
 def parse_event(body: bytes, *, type_hint: str | None = None) -> CrmEvent:
-    """Parse a (verified) webhook body. ``type_hint`` names the event when the body does not."""
+    """Parse a (verified) webhook body. ``type_hint`` names the event when the body does not.
+
+    A ``timestamp`` that is present but not a time is an error (the replay window needs it)."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EventParseError(f"webhook body is not JSON: {exc}") from exc
+        data = decode_json(body)
+    except ValueError as exc:
+        raise EventParseError(f"webhook {exc}") from exc
     if not isinstance(data, dict):
         raise EventParseError("webhook body is not a JSON object")
+    raw_timestamp = data.get("timestamp")
 
     event_type = _event_type(data, type_hint)
     kind = entity_kind(event_type)
@@ -62,7 +66,9 @@ def parse_event(body: bytes, *, type_hint: str | None = None) -> CrmEvent:
     event_id = (
         str(webhook_id) if isinstance(webhook_id, str | int) and str(webhook_id) else hashlib.sha256(body).hexdigest()
     )
-    timestamp = parse_timestamp(data.get("timestamp"))
+    timestamp = parse_timestamp(raw_timestamp)
+    if timestamp is None and raw_timestamp not in (None, ""):
+        raise EventParseError("webhook timestamp is not a date and time")
     occurred_at = timestamp
     if occurred_at is None:
         for key in ("updatedAt", "dateUpdated", "createdAt", "dateAdded"):
@@ -101,16 +107,19 @@ def within_replay_window(
     *,
     now: datetime,
     max_age: timedelta = DEFAULT_REPLAY_WINDOW,
+    max_ahead: timedelta | None = None,
     allow_missing: bool = False,
 ) -> bool:
-    """True when the delivery ``timestamp`` is no older than ``max_age`` (and not as far in the future).
+    """True when the delivery ``timestamp`` is no older than ``max_age`` and no further in the future
+    than ``max_ahead`` (default: ``max_age``).
 
     HighLevel's guidance: reject deliveries whose timestamp is outside ~5 minutes, and duplicates by
     ``webhookId``. A body without ``timestamp`` passes only with ``allow_missing``.
     """
     if event.timestamp is None:
         return allow_missing
-    return abs(now - event.timestamp) <= max_age
+    ahead = max_age if max_ahead is None else max_ahead
+    return -ahead <= now - event.timestamp <= max_age
 
 
 def parse_timestamp(value: Any) -> datetime | None:
@@ -118,20 +127,20 @@ def parse_timestamp(value: Any) -> datetime | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        seconds = value / 1000 if value > 10**11 else value
         try:
+            seconds = value / 1000 if value > 10**11 else value
             return datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError):
             return None
     if isinstance(value, str) and value:
         text = value.strip()
-        if text.isdigit():
+        if text.isdigit() and len(text) <= 20:
             return parse_timestamp(int(text))
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except (ValueError, OverflowError):  # OverflowError: e.g. 9999-12-31T23:59:59-23:59 is past year 9999 in UTC
             return None
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     return None
 
 

@@ -84,7 +84,7 @@ class QboConnection(Base):
 
 
 # The inbox keeps a body only while something may read it: events that queued work, and QuickBooks Merge
-# events (sync/contact_merges.py reads them to find the surviving customer). Every other outcome (ignored,
+# events (sync/contacts/merges.py reads them to find the surviving customer). Every other outcome (ignored,
 # unknown_location, uninstalled, …) keeps the ids and the outcome, and an empty body. Jobs themselves read
 # the source's current state, never the body. Rows go after QBCONNECT_INBOX_RETENTION_DAYS (retention.py).
 INBOX_BODY_KEPT_OUTCOMES = frozenset({"queued"})
@@ -123,6 +123,18 @@ class InboxEvent(Base):
         if not self.body_needed(value) and self.body:
             self.body = ""
         return value
+
+
+class WebhookRefusal(Base):
+    """How many signed webhook events were refused, per source and reason (never their bodies)."""
+
+    __tablename__ = "webhook_refusals"
+
+    source: Mapped[str] = mapped_column(String(8), primary_key=True)  # crm|qbo
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)  # stale|future|unstorable|malformed
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class SyncJob(Base):

@@ -1,5 +1,13 @@
 """Engine and session factory. SQLite runs in WAL mode with a busy timeout; PostgreSQL via psycopg 3.
 
+Every engine has bounded waits, chosen by who uses it (:class:`StorageTimeouts`):
+
+- ``WEB``: what answers HTTP requests (webhook intake, pages, ``/healthz``). A locked SQLite file or a
+  PostgreSQL that does not answer must turn into a quick "storage unavailable" (429/503), never a hang:
+  short busy, pool, connect, lock and statement timeouts.
+- ``WORKER``: job workers and the CLI. They may wait longer (a job retries anyway), but not for ever.
+- ``MIGRATE``: schema migrations, which may legitimately run long statements.
+
 SQL parameters (parts of webhook bodies, tokens) never appear in error messages (``hide_parameters``);
 SQLite files are created readable by their owner only (0600).
 """
@@ -7,12 +15,29 @@ SQLite files are created readable by their owner only (0600).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+
+@dataclass(frozen=True)
+class StorageTimeouts:
+    """Upper bounds on every wait for storage, in seconds (``None``: the driver's default, no bound)."""
+
+    sqlite_busy: float
+    pool: float
+    pg_connect: int  # psycopg treats anything below 2 s as 2 s
+    pg_statement: float | None
+    pg_lock: float | None
+
+
+WEB = StorageTimeouts(sqlite_busy=1.5, pool=1.0, pg_connect=2, pg_statement=1.5, pg_lock=1.0)
+WORKER = StorageTimeouts(sqlite_busy=30.0, pool=30.0, pg_connect=10, pg_statement=120.0, pg_lock=30.0)
+MIGRATE = StorageTimeouts(sqlite_busy=30.0, pool=30.0, pg_connect=10, pg_statement=None, pg_lock=60.0)
 
 
 def normalize_url(url: str) -> str:
@@ -51,28 +76,44 @@ def sqlite_file(url: str) -> str | None:
     return database
 
 
-def make_engine(url: str) -> Engine:
+def _pg_options(timeouts: StorageTimeouts) -> str:
+    options = []
+    if timeouts.pg_statement is not None:
+        options.append(f"-c statement_timeout={int(timeouts.pg_statement * 1000)}")
+    if timeouts.pg_lock is not None:
+        options.append(f"-c lock_timeout={int(timeouts.pg_lock * 1000)}")
+    return " ".join(options)
+
+
+def make_engine(url: str, timeouts: StorageTimeouts = WORKER) -> Engine:
     url = normalize_url(url)
     backend = make_url(url).get_backend_name()
-    kwargs: dict[str, Any] = {"future": True, "hide_parameters": True}
+    kwargs: dict[str, Any] = {"future": True, "hide_parameters": True, "pool_timeout": timeouts.pool}
     if backend == "sqlite":
         path = sqlite_file(url)
         if path is not None:
             create_private_file(path)
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": timeouts.sqlite_busy}
     else:
         kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
+        if backend == "postgresql":
+            connect_args: dict[str, Any] = {"connect_timeout": timeouts.pg_connect}
+            options = _pg_options(timeouts)
+            if options:
+                connect_args["options"] = options
+            kwargs["connect_args"] = connect_args
     engine = create_engine(url, **kwargs)
     if backend == "sqlite":
+        busy_ms = int(timeouts.sqlite_busy * 1000)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
             # Let SQLAlchemy issue BEGIN itself so "BEGIN IMMEDIATE" can take the write lock up front.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from qbconnect.json_body import decode_json
 
 SIGNATURE_HEADER = "intuit-signature"
 
@@ -99,9 +100,9 @@ def verify_signature(body: bytes, signature_header: str | None, verifier_token: 
 def parse_events(body: bytes) -> list[QboEvent]:
     """Parse a webhook body in either format; ``ValueError`` when it is not a valid notification."""
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"webhook body is not JSON: {exc}") from exc
+        payload = decode_json(body)
+    except ValueError as exc:
+        raise ValueError(f"webhook {exc}") from exc
     if isinstance(payload, list):
         return [_cloud_event(item) for item in payload]
     if isinstance(payload, dict) and "eventNotifications" in payload:
@@ -156,7 +157,7 @@ def _legacy(notifications: Any) -> list[QboEvent]:
             key = "|".join((realm_id, name, entity_id, operation, str(last_updated or "")))
             events.append(
                 QboEvent(
-                    event_id=hashlib.sha256(key.encode("utf-8")).hexdigest(),
+                    event_id=hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest(),  # storage checks the ids
                     realm_id=realm_id,
                     entity=name,
                     entity_id=entity_id,
@@ -189,7 +190,10 @@ def _time(value: Any) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise ValueError(f"webhook time {value!r} is not ISO 8601") from exc
+        raise ValueError(f"webhook time {value[:40]!r} is not ISO 8601") from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-23:59 is past the year 9999 in UTC
+        raise ValueError(f"webhook time {value[:40]!r} is out of range") from exc

@@ -5,13 +5,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
 
 from qbconnect.runtime import Runtime
 from qbconnect.web import api, auth, health, oauth, pages, security, webhooks
+from qbconnect.web.limits import MAX_BODY_BYTES, BodySizeLimit
 from qbconnect.web.templating import STATIC_DIR
 from qbconnect.worker import Queue, Ticker, start_consumer
+
+log = structlog.get_logger(__name__)
 
 
 def create_app(runtime: Runtime, *, queue: Queue | None = None, run_worker: bool = False) -> FastAPI:
@@ -37,7 +43,8 @@ def create_app(runtime: Runtime, *, queue: Queue | None = None, run_worker: bool
 
     # The docs and the OpenAPI document are served by web/security.py, behind the admin token.
     app = FastAPI(title="qbconnect", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.runtime = runtime
+    # Requests run on an engine with short storage timeouts; the in-process worker keeps ``runtime``.
+    app.state.runtime = runtime.web()
     app.state.queue = queue
     app.include_router(health.router)
     app.include_router(webhooks.router)
@@ -49,5 +56,17 @@ def create_app(runtime: Runtime, *, queue: Queue | None = None, run_worker: bool
     app.add_middleware(security.SecurityHeaders, settings=runtime.settings)
     app.state.login_throttle = auth.LoginThrottle(runtime.settings)
     app.add_exception_handler(auth.LoginRequired, auth.login_required_handler)
+    app.add_exception_handler(SQLAlchemyError, storage_unavailable_handler)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     return app
+
+
+async def storage_unavailable_handler(request: Request, exc: Exception) -> Response:
+    """Storage locked, slow or down while answering a page or API call: a quick 503, not a hang or a 500."""
+    log.warning("http.storage_unavailable", path=request.url.path, error=type(exc).__name__)
+    return JSONResponse(
+        {"detail": "storage is temporarily unavailable; please try again"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from qbconnect.connections.state import connection_of, is_syncing
 from qbconnect.db.models import Activity, Location, QboConnection
@@ -335,6 +336,11 @@ async def save_settings(request: Request, admin: Admin = Depends(require_page_ad
     location_id = _text(form.get("location_id"))
     fields = {key: value for key, value in form.items() if isinstance(value, str)}
     submitted = read_settings_form(fields, [str(v) for v in form.getlist("receipt_kind")])
+    # Storage work never runs on the event loop: a slow or locked database would stall every request.
+    return await run_in_threadpool(_save_settings, request, admin, location_id, submitted)
+
+
+def _save_settings(request: Request, admin: Admin, location_id: str, submitted: SubmittedSettings) -> Response:
     with _runtime(request).sessions.begin() as session:
         location = session.get(Location, location_id)
         if location is None:

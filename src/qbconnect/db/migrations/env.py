@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from qbconnect.db.models import Base
-from qbconnect.db.session import make_engine
+from qbconnect.db.session import MIGRATE, make_engine
 
 config = context.config
 target_metadata = Base.metadata
@@ -14,7 +14,7 @@ target_metadata = Base.metadata
 def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
     assert url is not None
-    engine = make_engine(url)
+    engine = make_engine(url, MIGRATE)
     with engine.connect() as connection:
         context.configure(
             connection=connection,

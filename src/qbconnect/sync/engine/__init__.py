@@ -1,1 +1,2 @@
-"""The job engine: the job table, the runner, the handler registry and periodic passes, routing, clients."""
+"""The job engine: intake of platform events, the job table, the runner, the handler registry and periodic
+passes, routing, the job's clients."""

@@ -39,6 +39,8 @@ def dispatch_now(job_id: int, eta: datetime | None = None) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _dispatch_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint was released: the jobs are not committed yet
     pending: dict[int, datetime | None] = session.info.pop(_PENDING_DISPATCH, {})
     for job_id, eta in pending.items():
         dispatch_now(job_id, eta)
@@ -46,11 +48,20 @@ def _dispatch_after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint was rolled back: jobs enqueued before it are still to be dispatched
     session.info.pop(_PENDING_DISPATCH, None)
 
 
 def dispatch_after_commit(session: Session, job_id: int, eta: datetime | None = None) -> None:
     session.info.setdefault(_PENDING_DISPATCH, {})[job_id] = eta
+
+
+def take_dispatches(session: Session) -> dict[int, datetime | None]:
+    """Take over the hand-off of the jobs enqueued in ``session`` (the caller dispatches them after commit,
+    e.g. after answering a webhook; a lost hand-off is re-sent by :func:`sweep`)."""
+    pending: dict[int, datetime | None] = session.info.pop(_PENDING_DISPATCH, {})
+    return pending
 
 
 def active_key(location_id: str, kind: str, entity_id: str) -> str:

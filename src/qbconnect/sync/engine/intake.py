@@ -1,0 +1,246 @@
+"""Intake: a verified, parsed platform event becomes an inbox row and the sync jobs it asks for.
+
+The web route verifies the signature, parses the body and answers; everything that touches storage is
+here. One transaction per delivery; in an Intuit batch each event is stored under its own savepoint, so
+an event storage cannot hold is refused alone and its siblings are still stored. The jobs' hand-off to
+the queue is returned to the caller, to be done after the answer (see :func:`hand_off`).
+
+Values storage cannot hold (ids longer than their columns, NUL characters, lone surrogates) are refused
+before any query: PostgreSQL would raise a DataError for them, which must not look like "storage down"
+(the platforms would retry a poison message for ever).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+from sqlalchemy import String, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.orm import Session
+
+from qbconnect.clock import as_utc, utcnow
+from qbconnect.connections import state as connections_state
+from qbconnect.crm.events import CrmEvent
+from qbconnect.db.models import InboxEvent, Location, QboConnection, WebhookRefusal
+from qbconnect.qbo.webhooks import QboEvent
+from qbconnect.runtime import Runtime
+from qbconnect.sync.engine import jobs, routing
+
+log = structlog.get_logger(__name__)
+
+UNINSTALL_TYPES = frozenset({"UNINSTALL", "AppUninstall"})
+REFUSED = "refused"
+
+
+class UnstorableEvent(ValueError):
+    """An event carries a value storage cannot hold; the message says which and why (no value in it)."""
+
+
+@dataclass
+class Intake:
+    """What intake did: one outcome per event, the refusal reasons, and the jobs still to hand to the queue."""
+
+    outcomes: list[str]
+    refusals: list[str] = field(default_factory=list)
+    dispatches: dict[int, datetime | None] = field(default_factory=dict)
+
+
+def _column_limit(column: str) -> int:
+    kind = InboxEvent.__table__.c[column].type
+    assert isinstance(kind, String) and kind.length is not None
+    return kind.length
+
+
+def check_storable(values: dict[str, str | None], limits: dict[str, int] | None = None) -> None:
+    """Raise :class:`UnstorableEvent` when a value is longer than its column, holds a NUL character or is
+    not valid Unicode (a lone surrogate such as ``\\ud800`` cannot be encoded as UTF-8)."""
+    for name, value in values.items():
+        if value is None:
+            continue
+        limit = (limits or {}).get(name) or _column_limit(name)
+        if len(value) > limit:
+            raise UnstorableEvent(f"{name} is longer than {limit} characters")
+        if "\x00" in value:
+            raise UnstorableEvent(f"{name} contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise UnstorableEvent(f"{name} is not valid Unicode (a lone surrogate)") from exc
+
+
+def check_crm_event(event: CrmEvent) -> None:
+    check_storable(
+        {
+            "event_id": event.event_id,
+            "event_type": event.type,
+            "location_id": event.location_id,
+            "entity_kind": event.entity_kind,
+            "entity_id": event.entity_id,
+        }
+    )
+
+
+def check_qbo_event(event: QboEvent) -> None:
+    check_storable(
+        {
+            "event_id": event.event_id,
+            "event_type": f"{event.entity}.{event.operation}",
+            "realm_id": event.realm_id,
+            "entity_kind": event.entity,
+            "entity_id": event.entity_id,
+            "deleted_id": event.deleted_id,
+        },
+        limits={"deleted_id": _column_limit("entity_id")},
+    )
+
+
+def _store(session: Session, row: InboxEvent) -> bool:
+    """Insert the inbox row; False when this event was already received (a redelivery)."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+def _stale_uninstall(event: CrmEvent, location: Location) -> bool:
+    """An uninstall dated before the location's latest install (a late or replayed delivery)."""
+    installed_at = as_utc(location.installed_at)
+    if event.timestamp is None or installed_at is None:
+        return False
+    # Webhook timestamps carry whole seconds; the install time is exact.
+    return event.timestamp < installed_at.replace(microsecond=0)
+
+
+def intake_crm(runtime: Runtime, event: CrmEvent, body_text: str) -> Intake:
+    """Store one HighLevel event (deduplicated by its id) and enqueue its jobs; one transaction."""
+    check_crm_event(event)
+    with runtime.sessions.begin() as session:
+        outcome = _intake_crm(session, event, body_text)
+        dispatches = jobs.take_dispatches(session)
+    return Intake(outcomes=[outcome], dispatches=dispatches)
+
+
+def _intake_crm(session: Session, event: CrmEvent, body_text: str) -> str:
+    location = session.get(Location, event.location_id) if event.location_id else None
+    row = InboxEvent(
+        source="crm",
+        event_id=event.event_id,
+        event_type=event.type,
+        location_id=event.location_id,
+        entity_kind=event.entity_kind,
+        entity_id=event.entity_id,
+        body=body_text,
+    )
+    if not _store(session, row):
+        return "duplicate"
+    if event.type in UNINSTALL_TYPES:
+        if location is not None and _stale_uninstall(event, location):
+            log.warning("intake.crm.stale_uninstall", event_id=event.event_id, location_id=location.id)
+            row.outcome = "stale_uninstall"
+            return row.outcome
+        if location is not None:
+            connections_state.uninstall_location(session, location)
+        row.outcome = "uninstalled"
+        return row.outcome
+    if location is None or location.crm_status == "uninstalled":
+        row.outcome = "unknown_location"
+        return row.outcome
+    requests = routing.jobs_for_crm_event(event)
+    if not requests or not connections_state.is_syncing(session, location.id):
+        row.outcome = "ignored"
+        return row.outcome
+    for req in requests:
+        jobs.enqueue(session, location.id, req.kind, req.entity_id, req.reason)
+    row.outcome = "queued"
+    return row.outcome
+
+
+def intake_qbo(runtime: Runtime, events: list[QboEvent], body_text: str) -> Intake:
+    """Store a batch of Intuit events, each under its own savepoint: an event storage cannot hold is
+    refused (outcome ``refused``) and the others are still stored. One transaction for the batch."""
+    result = Intake(outcomes=[])
+    with runtime.sessions.begin() as session:
+        for event in events:
+            try:
+                check_qbo_event(event)
+                with session.begin_nested():
+                    outcome = _intake_qbo_event(session, event, body_text)
+            except (UnstorableEvent, DataError) as exc:
+                reason = str(exc) if isinstance(exc, UnstorableEvent) else "a value storage cannot hold"
+                log.warning("intake.qbo.refused", event_id=_loggable(event.event_id), reason=reason)
+                result.refusals.append(reason)
+                outcome = REFUSED
+            result.outcomes.append(outcome)
+        result.dispatches = jobs.take_dispatches(session)
+    return result
+
+
+def _intake_qbo_event(session: Session, event: QboEvent, body_text: str) -> str:
+    connection = session.execute(
+        select(QboConnection).where(QboConnection.active_realm_id == event.realm_id)
+    ).scalar_one_or_none()
+    row = InboxEvent(
+        source="qbo",
+        event_id=event.event_id,
+        event_type=f"{event.entity}.{event.operation}",
+        location_id=connection.location_id if connection else None,
+        realm_id=event.realm_id,
+        entity_kind=event.entity,
+        entity_id=event.entity_id,
+        body=body_text,
+    )
+    if not _store(session, row):
+        return "duplicate"
+    if connection is None:
+        row.outcome = "unknown_location"
+    elif not connections_state.is_syncing(session, connection.location_id):
+        row.outcome = "ignored"
+    else:
+        requests = routing.jobs_for_qbo_event(event)
+        for req in requests:
+            jobs.enqueue(session, connection.location_id, req.kind, req.entity_id, req.reason)
+        row.outcome = "queued" if requests else "ignored"
+    return row.outcome
+
+
+def _loggable(value: str) -> str:
+    """An id safe to put in a log line (bounded, printable)."""
+    return value[:64].encode("utf-8", "replace").decode("utf-8").replace("\x00", "?")
+
+
+def hand_off(dispatches: dict[int, datetime | None]) -> None:
+    """Hand committed job ids to the queue. A failure is logged, not raised: the event and its job are
+    already stored, and the sweeper re-sends a pending job whose task never arrived."""
+    for job_id, eta in dispatches.items():
+        try:
+            jobs.dispatch_now(job_id, eta)
+        except Exception as exc:
+            log.warning("intake.dispatch_failed", job_id=job_id, error=type(exc).__name__)
+
+
+def record_refusal(runtime: Runtime, source: str, reason: str, count: int = 1) -> None:
+    """Count refused signed events (per source + reason); their bodies are never kept."""
+    now = utcnow()
+    values = {"source": source, "reason": reason, "count": count, "first_at": now, "last_at": now}
+    with runtime.sessions.begin() as session:
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = insert(WebhookRefusal).values(**values)
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["source", "reason"],
+                set_={"count": WebhookRefusal.count + count, "last_at": now},
+            )
+        )
+
+
+def refusal_counts(session: Session) -> dict[tuple[str, str], int]:
+    rows = session.execute(select(WebhookRefusal.source, WebhookRefusal.reason, WebhookRefusal.count))
+    return {(source, reason): int(count) for source, reason, count in rows}

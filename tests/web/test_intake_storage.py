@@ -1,0 +1,163 @@
+"""Intake never hangs: with storage locked or not answering, a live server answers webhooks 429/503 (not
+stored), /healthz 503 naming the problem, and pages, all within the bound; a failing queue hand-off after
+the commit is still a 200.
+
+Requests go to a real uvicorn server with a 5 s client timeout: the code as it stood waited 30 s on a
+locked SQLite file and for ever on a silent PostgreSQL, and blocked the event loop meanwhile."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+
+from qbconnect.runtime import Runtime, build_runtime
+from qbconnect.sandbox.server import serve_in_thread
+from qbconnect.sync.engine import jobs
+from qbconnect.web.app import create_app
+from tests.conftest import make_settings
+from tests.support.signing import CrmSigner, intuit_headers
+from tests.support.webhooks import VERIFIER, connect, counts, crm_invoice, qbo_entity, qbo_legacy
+
+CLIENT_TIMEOUT = 5.0  # the bound under test is ~2 s; the old code took 30 s or never answered
+
+
+def _configure(runtime: Runtime, signer: CrmSigner) -> None:
+    runtime.settings.crm_webhook_public_key = signer.public_key_b64
+    runtime.settings.crm_webhook_rsa_public_key = signer.rsa_public_pem
+    runtime.settings.qbo_webhook_verifier_token = SecretStr(VERIFIER)
+
+
+@contextmanager
+def _live(runtime: Runtime) -> Iterator[httpx.Client]:
+    server = serve_in_thread(create_app(runtime))
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as client:
+            yield client
+    finally:
+        server.stop()
+
+
+@contextmanager
+def _write_lock_held(database_url: str) -> Iterator[None]:
+    """Another connection holds the SQLite write lock (BEGIN IMMEDIATE) until the block ends."""
+    path = make_url(database_url).database
+    assert path
+    conn = sqlite3.connect(path, isolation_level=None, timeout=1)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+
+
+def _webhooks(client: httpx.Client, signer: CrmSigner, webhook_id: str) -> tuple[int, int]:
+    crm = crm_invoice("loc-1", webhook_id)
+    qbo = qbo_legacy("9130", qbo_entity(webhook_id))
+    crm_status = client.post("/webhooks/crm", content=crm, headers=signer.ghl_headers(crm)).status_code
+    qbo_status = client.post("/webhooks/qbo", content=qbo, headers=intuit_headers(qbo, VERIFIER)).status_code
+    return crm_status, qbo_status
+
+
+def test_held_sqlite_write_lock_webhooks_answer_429_and_503_promptly(sqlite_runtime: Runtime) -> None:
+    signer = CrmSigner.generate()
+    _configure(sqlite_runtime, signer)
+    connect(sqlite_runtime, "loc-1", "9130")
+    with _live(sqlite_runtime) as client:
+        with _write_lock_held(sqlite_runtime.settings.database_url):
+            assert _webhooks(client, signer, "held-1") == (429, 503)
+            health = client.get("/healthz")
+            assert health.status_code == 503
+            assert any(p.startswith("database:") and "locked" in p for p in health.json()["problems"])
+            # A page that needs no database answers while a webhook waits on the lock.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pending = pool.submit(_webhooks, client, signer, "held-2")
+                assert client.get("/login").status_code == 200
+                assert pending.result(timeout=CLIENT_TIMEOUT * 2) == (429, 503)
+        assert counts(sqlite_runtime) == (0, 0)
+        # Lock released: the same deliveries are stored.
+        assert _webhooks(client, signer, "held-1") == (200, 200)
+        assert client.get("/healthz").status_code == 200
+    assert counts(sqlite_runtime)[0] == 2
+
+
+@contextmanager
+def _silent_postgres() -> Iterator[str]:
+    """A TCP listener that accepts connections and never says a word: a PostgreSQL that does not answer."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"postgresql+psycopg://qbconnect@127.0.0.1:{port}/qbconnect"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+@pytest.mark.postgres
+def test_postgres_that_never_answers_webhooks_health_and_pages_answer_within_the_bound(tmp_path: Path) -> None:
+    signer = CrmSigner.generate()
+    with _silent_postgres() as url:
+        runtime = build_runtime(make_settings(url, f"sqlite:///{tmp_path / 'queue.db'}"))
+        _configure(runtime, signer)
+        try:
+            with _live(runtime) as client:
+                assert _webhooks(client, signer, "silent-1") == (429, 503)
+                health = client.get("/healthz")
+                assert health.status_code == 503
+                assert any(p.startswith("database:") for p in health.json()["problems"])
+                assert client.get("/login").status_code == 200
+                headers = {"Authorization": "Bearer test-admin-token"}
+                assert client.get("/api/locations/loc-1", headers=headers).status_code == 503
+        finally:
+            runtime.close()
+
+
+def test_queue_hand_off_failing_after_commit_is_200_and_the_job_is_kept(runtime: Runtime) -> None:
+    signer = CrmSigner.generate()
+    _configure(runtime, signer)
+    connect(runtime, "loc-1", "9130")
+
+    def queue_down(job_id: int, eta: object = None) -> None:
+        raise ConnectionError("queue unreachable")
+
+    jobs.set_dispatcher(queue_down)
+    with TestClient(create_app(runtime)) as client:
+        crm = crm_invoice("loc-1", "handoff-1")
+        answer = client.post("/webhooks/crm", content=crm, headers=signer.ghl_headers(crm))
+        assert answer.status_code == 200 and answer.json()["status"] == "queued"
+        qbo = qbo_legacy("9130", qbo_entity("58"))
+        answer = client.post("/webhooks/qbo", content=qbo, headers=intuit_headers(qbo, VERIFIER))
+        assert answer.status_code == 200 and answer.json()["events"] == ["queued"]
+    assert counts(runtime) == (2, 2)  # stored; the sweeper re-sends the lost hand-offs
