@@ -1,0 +1,167 @@
+"""QuickBooks objects the sync decides on, as frozen dataclasses parsed from the Accounting API's JSON.
+
+Only the fields a decision reads are typed; ``raw`` keeps the object as QuickBooks sent it for what is
+passed on whole (a content hash, a sparse update's SyncToken echo). Amounts become ``Decimal`` exactly as
+sent; times become aware UTC datetimes. Field names follow Intuit's schema (``Customer``, ``Invoice``,
+``Payment``, ``SalesReceipt``, ``RefundReceipt``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from qbconnect.domain.money import to_decimal
+
+ZERO = Decimal(0)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, bool | dict | list):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _amount(value: Any) -> Decimal:
+    if value is None or value == "" or isinstance(value, bool):
+        return ZERO
+    try:
+        return to_decimal(value)
+    except (ArithmeticError, ValueError, TypeError):
+        return ZERO
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _ref(value: Any) -> str | None:
+    return _text(_mapping(value).get("value"))
+
+
+def _time(value: Any) -> datetime | None:
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _created(obj: Mapping[str, Any]) -> datetime | None:
+    return _time(_mapping(obj.get("MetaData")).get("CreateTime"))
+
+
+def _updated(obj: Mapping[str, Any]) -> datetime | None:
+    return _time(_mapping(obj.get("MetaData")).get("LastUpdatedTime"))
+
+
+@dataclass(frozen=True)
+class QboCustomer:
+    id: str
+    display_name: str | None
+    email: str | None  # PrimaryEmailAddr.Address as sent (not normalised)
+    active: bool
+    deleted: bool  # a CDC answer's ``status: Deleted``
+    currency: str | None
+    sync_token: str | None
+    updated_at: datetime | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_api(cls, obj: Mapping[str, Any]) -> QboCustomer:
+        return cls(
+            id=_text(obj.get("Id")) or "",
+            display_name=_text(obj.get("DisplayName")),
+            email=_text(_mapping(obj.get("PrimaryEmailAddr")).get("Address")),
+            active=obj.get("Active") is not False,
+            deleted=obj.get("status") == "Deleted",
+            currency=_ref(obj.get("CurrencyRef")),
+            sync_token=_text(obj.get("SyncToken")),
+            updated_at=_updated(obj),
+            raw=obj,
+        )
+
+
+@dataclass(frozen=True)
+class QboInvoice:
+    id: str
+    doc_number: str | None
+    customer_id: str | None
+    total: Decimal
+    balance: Decimal
+    currency: str | None
+    txn_date: str | None
+    sync_token: str | None
+    created_at: datetime | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_api(cls, obj: Mapping[str, Any]) -> QboInvoice:
+        return cls(
+            id=_text(obj.get("Id")) or "",
+            doc_number=_text(obj.get("DocNumber")),
+            customer_id=_ref(obj.get("CustomerRef")),
+            total=_amount(obj.get("TotalAmt")),
+            balance=_amount(obj.get("Balance")),
+            currency=_ref(obj.get("CurrencyRef")),
+            txn_date=_text(obj.get("TxnDate")),
+            sync_token=_text(obj.get("SyncToken")),
+            created_at=_created(obj),
+            raw=obj,
+        )
+
+
+@dataclass(frozen=True)
+class QboPayment:
+    id: str
+    customer_id: str | None
+    total: Decimal
+    invoice_ids: tuple[str, ...]  # the invoices its lines are applied to (LinkedTxn of type Invoice)
+    created_at: datetime | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_api(cls, obj: Mapping[str, Any]) -> QboPayment:
+        linked: list[str] = []
+        lines = obj.get("Line")
+        for line in lines if isinstance(lines, list) else []:
+            txns = _mapping(line).get("LinkedTxn")
+            for txn in txns if isinstance(txns, list) else []:
+                txn = _mapping(txn)
+                txn_id = _text(txn.get("TxnId"))
+                if txn.get("TxnType") == "Invoice" and txn_id and txn_id not in linked:
+                    linked.append(txn_id)
+        return cls(
+            id=_text(obj.get("Id")) or "",
+            customer_id=_ref(obj.get("CustomerRef")),
+            total=_amount(obj.get("TotalAmt")),
+            invoice_ids=tuple(linked),
+            created_at=_created(obj),
+            raw=obj,
+        )
+
+
+@dataclass(frozen=True)
+class QboReceipt:
+    """A SalesReceipt or RefundReceipt as QuickBooks answered its create."""
+
+    id: str
+    total: Decimal
+    sync_token: str | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_api(cls, obj: Mapping[str, Any]) -> QboReceipt:
+        return cls(
+            id=_text(obj.get("Id")) or "",
+            total=_amount(obj.get("TotalAmt")),
+            sync_token=_text(obj.get("SyncToken")),
+            raw=obj,
+        )
