@@ -19,6 +19,7 @@ from qbconnect.services.activity_log import RETRYABLE, activity_json, list_activ
 from qbconnect.services.overview import location_json
 from qbconnect.sync.engine import jobs
 from qbconnect.web.auth import require_api_admin
+from qbconnect.web.params import MAX_ROW_ID, PLAIN_TEXT, LocationIdPath, RowIdPath
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_api_admin)])
 
@@ -50,7 +51,7 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
 
 
 @router.get("/locations/{location_id}")
-def get_location(request: Request, location_id: str) -> JSONResponse:
+def get_location(request: Request, location_id: LocationIdPath) -> JSONResponse:
     with _runtime(request).sessions() as session:
         location = _location(session, location_id)
         if location is None:
@@ -59,7 +60,7 @@ def get_location(request: Request, location_id: str) -> JSONResponse:
 
 
 @router.get("/locations/{location_id}/settings")
-def get_settings(request: Request, location_id: str) -> JSONResponse:
+def get_settings(request: Request, location_id: LocationIdPath) -> JSONResponse:
     with _runtime(request).sessions() as session:
         location = _location(session, location_id)
         if location is None:
@@ -68,7 +69,7 @@ def get_settings(request: Request, location_id: str) -> JSONResponse:
 
 
 @router.patch("/locations/{location_id}/settings")
-def patch_settings(request: Request, location_id: str, patch: dict[str, Any] = Body(...)) -> JSONResponse:
+def patch_settings(request: Request, location_id: LocationIdPath, patch: dict[str, Any] = Body(...)) -> JSONResponse:
     with _runtime(request).sessions.begin() as session:
         location = _location(session, location_id)
         if location is None:
@@ -84,11 +85,11 @@ def patch_settings(request: Request, location_id: str, patch: dict[str, Any] = B
 @router.get("/locations/{location_id}/activity")
 def get_activity(
     request: Request,
-    location_id: str,
-    status: str | None = None,
-    kind: str | None = None,
+    location_id: LocationIdPath,
+    status: str | None = Query(None, max_length=16, pattern=PLAIN_TEXT),
+    kind: str | None = Query(None, max_length=48, pattern=PLAIN_TEXT),
     limit: int = Query(50, ge=1, le=200),
-    before_id: int | None = Query(None, ge=1),
+    before_id: int | None = Query(None, ge=1, le=MAX_ROW_ID),
 ) -> JSONResponse:
     with _runtime(request).sessions() as session:
         if _location(session, location_id) is None:
@@ -100,7 +101,7 @@ def get_activity(
 
 
 @router.post("/activity/{activity_id}/retry")
-def retry(request: Request, activity_id: int) -> JSONResponse:
+def retry(request: Request, activity_id: RowIdPath) -> JSONResponse:
     with _runtime(request).sessions.begin() as session:
         activity = session.get(Activity, activity_id)
         if activity is None:
@@ -116,7 +117,7 @@ def retry(request: Request, activity_id: int) -> JSONResponse:
 
 
 @router.post("/locations/{location_id}/disconnect")
-def disconnect(request: Request, location_id: str) -> JSONResponse:
+def disconnect(request: Request, location_id: LocationIdPath) -> JSONResponse:
     runtime = _runtime(request)
     with runtime.sessions() as session:
         if _location(session, location_id) is None:

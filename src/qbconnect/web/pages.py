@@ -35,6 +35,7 @@ from qbconnect.sync.engine import jobs
 from qbconnect.web.api import field_errors
 from qbconnect.web.auth import Admin, check_form_csrf, require_page_admin
 from qbconnect.web.oauth import problem_page, settings_url
+from qbconnect.web.params import LocationIdForm, LocationIdQuery, OptionalLocationIdQuery, RowIdForm, is_location_id
 from qbconnect.web.templating import templates
 
 router = APIRouter()
@@ -284,7 +285,7 @@ def home() -> RedirectResponse:
 
 @router.get("/settings/integrations", response_class=HTMLResponse)
 def integrations(
-    request: Request, location_id: str | None = None, admin: Admin = Depends(require_page_admin)
+    request: Request, location_id: OptionalLocationIdQuery = None, admin: Admin = Depends(require_page_admin)
 ) -> Response:
     with _runtime(request).sessions() as session:
         if not location_id:
@@ -315,7 +316,9 @@ def integrations(
 
 
 @router.get("/settings/integrations/sync-log", response_class=HTMLResponse)
-def sync_log_partial(request: Request, location_id: str, admin: Admin = Depends(require_page_admin)) -> Response:
+def sync_log_partial(
+    request: Request, location_id: LocationIdQuery, admin: Admin = Depends(require_page_admin)
+) -> Response:
     with _runtime(request).sessions() as session:
         location = session.get(Location, location_id)
         if location is None:
@@ -341,6 +344,8 @@ async def save_settings(request: Request, admin: Admin = Depends(require_page_ad
 
 
 def _save_settings(request: Request, admin: Admin, location_id: str, submitted: SubmittedSettings) -> Response:
+    if not is_location_id(location_id):
+        return problem_page(request, 404, "Unknown location", "No such location has installed the app.")
     with _runtime(request).sessions.begin() as session:
         location = session.get(Location, location_id)
         if location is None:
@@ -369,7 +374,7 @@ def _save_settings(request: Request, admin: Admin, location_id: str, submitted: 
 @router.post("/settings/integrations/disconnect", response_class=HTMLResponse)
 def disconnect_form(
     request: Request,
-    location_id: str = Form(...),
+    location_id: LocationIdForm,
     csrf_token: str = Form(""),
     admin: Admin = Depends(require_page_admin),
 ) -> Response:
@@ -384,8 +389,8 @@ def disconnect_form(
 @router.post("/settings/integrations/retry", response_class=HTMLResponse)
 def retry_form(
     request: Request,
-    location_id: str = Form(...),
-    activity_id: int = Form(...),
+    location_id: LocationIdForm,
+    activity_id: RowIdForm,
     csrf_token: str = Form(""),
     admin: Admin = Depends(require_page_admin),
 ) -> Response:
