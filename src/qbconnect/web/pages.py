@@ -27,7 +27,7 @@ from qbconnect.domain.review import render_review_message
 from qbconnect.domain.sources import ReceiptKind
 from qbconnect.errors import SyncError
 from qbconnect.runtime import Runtime
-from qbconnect.services import flows
+from qbconnect.services import flows, log_actions
 from qbconnect.services.activity_log import DIRECTION_WORDS, STATUS_WORDS, kind_title, list_activity
 from qbconnect.services.overview import customer_import_progress, token_health
 from qbconnect.services.qbo_lists import pick_lists
@@ -352,7 +352,10 @@ def _save_settings(request: Request, admin: Admin, location_id: str, submitted: 
             except ValidationError as exc:
                 errors = field_errors(exc)
             else:
+                before = dict(location.settings or {})
                 location.settings = location_settings.dump(updated)
+                changed = {key for key, value in location.settings.items() if before.get(key) != value}
+                log_actions.retry_after_settings_change(session, location_id, changed)
     if not errors:
         return _back(location_id, "saved")
     return render_page(
