@@ -15,7 +15,7 @@ from qbconnect.db.models import Activity, Location
 from qbconnect.domain import location_settings
 from qbconnect.errors import SyncError
 from qbconnect.runtime import Runtime
-from qbconnect.services import activity_log, flows, log_actions
+from qbconnect.services import activity_log, checks, flows, log_actions
 from qbconnect.services.activity_log import LogFilter, activity_json, attempt_json, attempts_of
 from qbconnect.services.overview import location_json
 from qbconnect.web.auth import Admin, require_api_admin
@@ -272,6 +272,19 @@ def sync_invoice(request: Request, location_id: str, number: str) -> JSONRespons
         {"job_id": job_id, "invoice_id": found.invoice_id, "number": found.number, "status": "queued"},
         status_code=202,
     )
+
+
+@router.get("/locations/{location_id}/checks")
+def get_checks(request: Request, location_id: str) -> JSONResponse:
+    found = checks.run_checks(_runtime(request), location_id)
+    if found is None:
+        return _unknown(location_id)
+    worst = (
+        "problem"
+        if any(c.status == "problem" for c in found)
+        else ("warning" if any(c.status == "warning" for c in found) else "ok")
+    )
+    return JSONResponse({"location_id": location_id, "status": worst, "checks": [c.as_json() for c in found]})
 
 
 @router.post("/locations/{location_id}/disconnect")
