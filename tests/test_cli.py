@@ -146,3 +146,133 @@ def test_sandbox_commands_serve_each_emulator(tmp_path: Path) -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=20)
+
+
+# ---- the sync log in the terminal: status, log, retry ---------------------------------------------------
+
+
+def _cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    for key in list(os.environ):
+        if key.startswith("QBCONNECT_"):
+            monkeypatch.delenv(key)
+    for key, value in _env(tmp_path).items():
+        if key.startswith("QBCONNECT_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    return CliRunner()
+
+
+@pytest.mark.parametrize("command", [["status"], ["retry", "1"], ["retry", "--all-failed"], ["log"]])
+def test_a_missing_database_gives_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    runner = _cli_env(tmp_path, monkeypatch)
+    result = runner.invoke(app, command)
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no database at" in lines[0] and "QBCONNECT_DATABASE_URL" in lines[0]
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "q.db").exists()  # never creates an empty database
+
+
+@pytest.mark.parametrize("command", [["status"], ["log"], ["retry", "--all-failed"]])
+def test_an_empty_database_gives_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    runner = _cli_env(tmp_path, monkeypatch)
+    (tmp_path / "q.db").write_bytes(b"")
+    result = runner.invoke(app, command)
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no qbconnect tables" in lines[0]
+
+
+def _seed_log(tmp_path: Path) -> int:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from qbconnect.db.models import Activity, Location
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'q.db'}")
+    with Session(engine) as session, session.begin():
+        session.add(Location(id="loc-cli", name="Acme"))
+        session.add(
+            Activity(
+                location_id="loc-cli",
+                kind="invoice",
+                entity_id="inv-1",
+                direction="crm_to_qbo",
+                status="done",
+                label="Invoice #1042",
+                customer="Kira Garcia",
+                qbo_id="19",
+            )
+        )
+        failed = Activity(
+            location_id="loc-cli",
+            kind="invoice",
+            entity_id="inv-2",
+            direction="crm_to_qbo",
+            status="failed",
+            label="Invoice #1043",
+            customer="Tom Ng",
+            error_category="permanent",
+            fault_code="6210",
+            error_message="QuickBooks says: Account Period Closed",
+        )
+        session.add(failed)
+        session.flush()
+        row_id = failed.id
+    engine.dispose()
+    return row_id
+
+
+def test_log_prints_the_table_with_filters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = _cli_env(tmp_path, monkeypatch)
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    _seed_log(tmp_path)
+    everything = runner.invoke(app, ["log", "--location-id", "loc-cli"])
+    assert everything.exit_code == 0, everything.output
+    assert "Invoice #1042" in everything.output and "Invoice #1043" in everything.output
+    failed = runner.invoke(app, ["log", "--status", "needs_attention"])
+    assert "Invoice #1043" in failed.output and "Invoice #1042" not in failed.output
+    assert "closing date" in failed.output  # the plain fix
+    searched = runner.invoke(app, ["log", "--search", "kira", "--kind", "invoice"])
+    assert "Invoice #1042" in searched.output and "Invoice #1043" not in searched.output
+    assert "no sync log rows match" in runner.invoke(app, ["log", "--search", "nobody"]).output
+    unknown = runner.invoke(app, ["log", "--location-id", "nope"])
+    assert unknown.exit_code == 1 and "unknown location nope" in unknown.output
+    assert runner.invoke(app, ["status", "--location-id", "nope"]).exit_code == 1
+    assert runner.invoke(app, ["retry", "--all-failed", "--location-id", "nope"]).exit_code == 1
+
+
+def test_retry_all_failed_and_one_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = _cli_env(tmp_path, monkeypatch)
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    row_id = _seed_log(tmp_path)
+    disconnected = runner.invoke(app, ["retry", "--all-failed", "--location-id", "loc-cli"])
+    assert disconnected.exit_code == 0 and "not connected" in disconnected.output
+    one = runner.invoke(app, ["retry", str(row_id)])
+    assert one.exit_code == 1 and "reconnect" in one.output
+    assert runner.invoke(app, ["retry"]).exit_code == 2
+    assert runner.invoke(app, ["retry", "999999"]).exit_code == 1
+
+
+def test_retry_all_failed_queues_the_open_problems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session
+
+    from qbconnect.db.models import Activity, QboConnection
+
+    runner = _cli_env(tmp_path, monkeypatch)
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    row_id = _seed_log(tmp_path)
+    engine = create_engine(f"sqlite:///{tmp_path / 'q.db'}")
+    with Session(engine) as session, session.begin():
+        session.add(QboConnection(location_id="loc-cli", realm_id="9", active_realm_id="9", status="connected"))
+    result = runner.invoke(app, ["retry", "--all-failed"])
+    assert result.exit_code == 0, result.output
+    assert "location loc-cli: 1 queued to run again" in result.output
+    with Session(engine) as session:
+        assert session.execute(select(Activity.status).where(Activity.id == row_id)).scalar_one() == "retried"
+    engine.dispose()

@@ -6,7 +6,8 @@ import contextlib
 import signal
 import sys
 import threading
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -14,6 +15,9 @@ from rich.table import Table
 
 from qbconnect.config import SERVICE_REQUIRED, MissingSettingError, Settings
 from qbconnect.logs import configure_logging
+
+if TYPE_CHECKING:
+    from qbconnect.runtime import Runtime
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="QuickBooks Online ⇄ HighLevel sync service.")
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
@@ -95,24 +99,74 @@ def db_upgrade() -> None:
     console.print("database is up to date")
 
 
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _installation() -> Runtime:
+    """The runtime of an existing installation (the same settings as ``serve``); one clear line and exit 1
+    when the database is missing, unreadable or empty — never a traceback, and never a new empty file."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from qbconnect.runtime import build_runtime
+
+    settings = _settings()
+    hint = "set QBCONNECT_DATABASE_URL to the installation's database (see the README)"
+    try:
+        url = make_url(settings.database_url)
+    except ArgumentError:
+        _fail(f"QBCONNECT_DATABASE_URL is not a database URL; {hint}")
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite":
+        path = url.database or ""
+        if not path or path == ":memory:" or not Path(path).exists():
+            _fail(f"no database at {shown}; {hint}, or run `qbconnect db upgrade` to create one")
+    try:
+        runtime = build_runtime(settings)
+        tables = set(inspect(runtime.engine).get_table_names())
+    except SQLAlchemyError as exc:
+        _fail(f"cannot open the database at {shown} ({type(exc).__name__}); {hint}")
+    if not {"locations", "activity", "sync_jobs"} <= tables:
+        runtime.close()
+        _fail(f"the database at {shown} has no qbconnect tables; run `qbconnect db upgrade` or {hint}")
+    return runtime
+
+
+def _known_location(runtime: Runtime, location_id: str | None) -> None:
+    if location_id is None:
+        return
+    from qbconnect.db.models import Location
+
+    with runtime.sessions() as session:
+        if session.get(Location, location_id) is None:
+            runtime.close()
+            _fail(f"unknown location {location_id}")
+
+
 @app.command()
 def status(
     location_id: Annotated[str | None, typer.Option(help="Show one location only.")] = None,
 ) -> None:
-    """Connections, job counts and import progress."""
-    from qbconnect.runtime import build_runtime
+    """Connections, whether the books are in step, job counts and import progress."""
+    from qbconnect.services.activity_log import health
     from qbconnect.services.status import location_overviews
 
-    settings = _settings()
-    runtime = build_runtime(settings)
+    runtime = _installation()
+    _known_location(runtime, location_id)
     with runtime.sessions() as session:
         overviews = location_overviews(session, location_id)
+        healths = {view.location_id: health(session, view.location_id) for view in overviews}
     out = Console()
     if not overviews:
         out.print("no locations yet")
+        runtime.close()
         return
     for view in overviews:
         table = Table(title=f"location {view.location_id} — {view.name or ''}", show_header=False)
+        table.add_row("sync", healths[view.location_id]["text"])
         for key, value in view.rows():
             table.add_row(key, value)
         out.print(table)
@@ -120,21 +174,106 @@ def status(
 
 
 @app.command()
-def retry(activity_id: Annotated[int, typer.Argument(help="Sync log row to retry.")]) -> None:
-    """Retry one failed sync-log row (same as its Retry button)."""
-    from qbconnect.runtime import build_runtime
-    from qbconnect.sync.engine import jobs
+def retry(
+    activity_id: Annotated[int | None, typer.Argument(help="Sync log row to retry.")] = None,
+    all_failed: Annotated[bool, typer.Option("--all-failed", help="Retry every open problem.")] = False,
+    location_id: Annotated[str | None, typer.Option(help="With --all-failed: one location only.")] = None,
+) -> None:
+    """Retry one failed sync-log row (same as its Retry button), or every open problem with --all-failed."""
+    from sqlalchemy import select
+
+    from qbconnect.connections.state import is_syncing
+    from qbconnect.db.models import Location
+    from qbconnect.services import log_actions
     from qbconnect.worker import Queue
 
-    settings = _settings()
-    runtime = build_runtime(settings)
+    if (activity_id is None) == (not all_failed):
+        _fail("give a sync log row id, or --all-failed", 2)
+    runtime = _installation()
+    _known_location(runtime, location_id)
     Queue(runtime).install()
-    with runtime.sessions.begin() as session:
-        job_id = jobs.retry_activity(session, activity_id)
-    if job_id is None:
-        console.print(f"[red]error:[/red] activity {activity_id} does not exist or did not fail")
-        raise typer.Exit(1)
-    console.print(f"queued job {job_id}")
+    try:
+        if activity_id is not None:
+            with runtime.sessions.begin() as session:
+                try:
+                    job_id = log_actions.retry_one(session, activity_id)
+                except log_actions.ActionRefused as exc:
+                    _fail(f"cannot retry row {activity_id}: {exc.message}")
+            console.print(f"queued job {job_id}")
+            return
+        with runtime.sessions.begin() as session:
+            stmt = select(Location.id).order_by(Location.installed_at)
+            if location_id:
+                stmt = stmt.where(Location.id == location_id)
+            total = 0
+            for loc in session.execute(stmt).scalars().all():
+                if not is_syncing(session, loc):
+                    console.print(f"location {loc}: QuickBooks is not connected; nothing retried")
+                    continue
+                retried = log_actions.retry_all_failed(session, loc)
+                total += len(retried)
+                console.print(f"location {loc}: {len(retried)} queued to run again")
+        console.print(f"{total} queued in all")
+    finally:
+        runtime.close()
+
+
+@app.command("log")
+def log_command(
+    location_id: Annotated[str | None, typer.Option(help="One location only.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="needs_attention, failed, synced, skipped or waiting (or a raw status).")
+    ] = None,
+    kind: Annotated[str | None, typer.Option(help="invoice, transaction, order, customer, …")] = None,
+    search: Annotated[str | None, typer.Option(help="Customer name, email, invoice or order number.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Rows to show.")] = 50,
+    include_internal: Annotated[bool, typer.Option("--include-internal", help="Show sweeps and polls.")] = False,
+) -> None:
+    """The sync log as a table, newest first (the same filters as the page)."""
+    from sqlalchemy import select
+
+    from qbconnect.db.models import Location
+    from qbconnect.services import activity_log
+    from qbconnect.services.fixes import fix_for
+
+    runtime = _installation()
+    _known_location(runtime, location_id)
+    flt = activity_log.LogFilter(status=status, kind=kind, search=search, include_internal=include_internal)
+    table = Table(show_lines=False)
+    for column in ("id", "when", "status", "what", "details"):
+        table.add_column(column, overflow="fold")
+    count = 0
+    with runtime.sessions() as session:
+        locations = [location_id] if location_id else list(session.execute(select(Location.id)).scalars())
+        for loc in locations:
+            result = activity_log.page_of(session, loc, flt, per_page=limit)
+            for row in result.rows:
+                fix = (
+                    fix_for(
+                        code=row.fault_code,
+                        category=row.error_category,
+                        message=row.error_message,
+                        intuit_tid=row.intuit_tid,
+                    )
+                    if row.status == "failed"
+                    else None
+                )
+                when = row.updated_at.strftime("%Y-%m-%d %H:%M") if row.updated_at else ""
+                details = fix.fix if fix else (row.error_message or row.summary or "")
+                table.add_row(
+                    str(row.id),
+                    when,
+                    activity_log.STATUS_WORDS.get(row.status, row.status),
+                    activity_log.headline(row),
+                    details,
+                )
+                count += 1
+    runtime.close()
+    out = Console()
+    if not count:
+        out.print("no sync log rows match")
+        return
+    out.print(table)
 
 
 @app.command("rotate-key")

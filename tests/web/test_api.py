@@ -125,7 +125,7 @@ def test_retry(api: httpx.Client, connected: Connected) -> None:  # noqa: F811
     done, failed = _log(connected, [("invoice", "done"), ("invoice", "failed")])
     assert api.post("/api/activity/999999/retry").status_code == 404
     conflict = api.post(f"/api/activity/{done}/retry")
-    assert conflict.status_code == 409 and "only failed or skipped" in conflict.json()["detail"]
+    assert conflict.status_code == 409 and "only failed rows" in conflict.json()["detail"]
     answer = api.post(f"/api/activity/{failed}/retry")
     assert answer.status_code == 202
     with connected.stack.runtime.sessions() as session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -12,6 +13,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -193,7 +195,10 @@ class Activity(Base):
     """The sync log: one row per source change, in plain words."""
 
     __tablename__ = "activity"
-    __table_args__ = (Index("ix_activity_location_created", "location_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_activity_location_created", "location_id", "created_at"),
+        Index("ix_activity_location_kind_entity", "location_id", "kind", "entity_id"),
+    )
 
     id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     location_id: Mapped[str] = mapped_column(String(64))
@@ -209,8 +214,44 @@ class Activity(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     crm_id: Mapped[str | None] = mapped_column(String(128))
     qbo_id: Mapped[str | None] = mapped_column(String(64))
+    # What a readable title needs, when the handler's Result says it (all optional).
+    label: Mapped[str | None] = mapped_column(String(255))  # e.g. "Invoice #1042"
+    number: Mapped[str | None] = mapped_column(String(64))  # CRM invoice / order number
+    customer: Mapped[str | None] = mapped_column(String(255))  # the customer's name
+    customer_email: Mapped[str | None] = mapped_column(String(320))  # for search only, never logged
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 2, asdecimal=True))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    qbo_type: Mapped[str | None] = mapped_column(String(32))  # Invoice|SalesReceipt|RefundReceipt|Payment|Customer
+    crm_url: Mapped[str | None] = mapped_column(String(500))
+    group_key: Mapped[str | None] = mapped_column(String(160))  # rows of one sale share it
+    # The platform's last answer when it failed.
+    fault_code: Mapped[str | None] = mapped_column(String(32))
+    intuit_tid: Mapped[str | None] = mapped_column(String(128))  # or the CRM's trace id
+    # A failed row is an open problem until a later run of the same record succeeds or it is dismissed.
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dismissed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dismissed_by: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class ActivityAttempt(Base):
+    """One run of a sync-log row: when, how long, what was asked (a summary, never secrets) and the answer."""
+
+    __tablename__ = "activity_attempts"
+    __table_args__ = (UniqueConstraint("activity_id", "attempt", name="uq_activity_attempts_activity_attempt"),)
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    activity_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    request_summary: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))  # done|skipped|failed|retry
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    fault_code: Mapped[str | None] = mapped_column(String(32))
+    intuit_tid: Mapped[str | None] = mapped_column(String(128))  # or the CRM's trace id
+    message: Mapped[str | None] = mapped_column(Text)
 
 
 class ReviewRequest(Base):

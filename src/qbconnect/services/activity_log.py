@@ -1,13 +1,23 @@
-"""Reading the sync log for the API and the Settings page: newest first, filters, plain-word labels."""
+"""Reading the sync log for the API, the Settings page, the CSV export and the CLI: newest first, filters,
+search, paging, open problems, readable titles and the health summary."""
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
-from qbconnect.db.models import Activity
+from qbconnect.clock import as_utc, utcnow
+from qbconnect.db.models import Activity, ActivityAttempt
+from qbconnect.services.fixes import fix_for
 from qbconnect.sync.engine import registry
 
 STATUS_WORDS = {
@@ -31,8 +41,29 @@ KIND_WORDS = {
     "transaction_poll": "Payment check",
     "qbo_cdc": "QuickBooks changes check",
 }
-RETRYABLE = ("failed", "skipped")
+RETRYABLE = ("failed",)
 MAX_LIMIT = 200
+WAITING = ("pending", "running", "retrying")
+# The status filter: the page's words → the rows they mean.
+STATUS_FILTERS = ("needs_attention", "failed", "synced", "skipped", "waiting")
+QBO_TYPE_WORDS = {
+    "Invoice": "invoice",
+    "SalesReceipt": "sales receipt",
+    "RefundReceipt": "refund receipt",
+    "Payment": "payment",
+    "Customer": "customer",
+}
+QBO_APP_PATHS = {
+    "Invoice": "invoice?txnId=",
+    "SalesReceipt": "salesreceipt?txnId=",
+    "RefundReceipt": "refundreceipt?txnId=",
+    "Payment": "recvpayment?txnId=",
+    "Customer": "customerdetail?nameId=",
+}
+# The QuickBooks type of a kind's QuickBooks id, when the handler did not say.
+KIND_QBO_TYPES = {"invoice": "Invoice", "transaction": "SalesReceipt", "customer": "Customer", "qbo_payment": "Payment"}
+QBO_APP_HOSTS = {"sandbox": "https://app.sandbox.qbo.intuit.com", "production": "https://app.qbo.intuit.com"}
+CURRENCY_SIGNS = {"USD": "$", "CAD": "CA$", "AUD": "A$", "NZD": "NZ$", "GBP": "£", "EUR": "€"}
 
 
 def kind_title(kind: str) -> str:
@@ -60,13 +91,213 @@ def list_activity(
     return list(session.execute(stmt).scalars())
 
 
-def activity_json(row: Activity) -> dict[str, Any]:
+# ---- filters, search, paging ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    status: str | None = None  # one of STATUS_FILTERS, or a raw status (pending, done, …)
+    kind: str | None = None
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    search: str | None = None
+    include_internal: bool = False
+
+
+def open_problem_clause() -> Any:
+    return and_(Activity.status == "failed", Activity.resolved_at.is_(None), Activity.dismissed_at.is_(None))
+
+
+def internal_kinds() -> list[str]:
+    return [kind for kind, spec in registry.HANDLERS.items() if spec.direction == "internal"]
+
+
+def filtered(location_id: str, flt: LogFilter) -> Select[Activity]:
+    stmt = select(Activity).where(Activity.location_id == location_id)
+    status = (flt.status or "").strip()
+    if status == "needs_attention":
+        stmt = stmt.where(open_problem_clause())
+    elif status == "synced":
+        stmt = stmt.where(Activity.status == "done")
+    elif status == "waiting":
+        stmt = stmt.where(Activity.status.in_(WAITING))
+    elif status:
+        stmt = stmt.where(Activity.status == status)
+    if flt.kind:
+        stmt = stmt.where(Activity.kind == flt.kind)
+    if flt.date_from is not None:
+        stmt = stmt.where(Activity.created_at >= flt.date_from)
+    if flt.date_to is not None:
+        stmt = stmt.where(Activity.created_at <= flt.date_to)
+    if flt.search and flt.search.strip():
+        needle = f"%{flt.search.strip().lstrip('#').lower()}%"
+        columns = (
+            Activity.label,
+            Activity.number,
+            Activity.customer,
+            Activity.customer_email,
+            Activity.entity_id,
+            Activity.crm_id,
+            Activity.qbo_id,
+            Activity.summary,
+        )
+        stmt = stmt.where(or_(*(func.lower(column).like(needle) for column in columns)))
+    if not flt.include_internal:
+        stmt = stmt.where(Activity.direction != "internal")
+        # A sale shows once: its order row only matters when the order itself failed, and rows sharing a
+        # group key (an order and its sales receipt) show as the newest of them.
+        stmt = stmt.where(or_(Activity.kind != "order", Activity.status.notin_(("done", "skipped"))))
+        newer = aliased(Activity)
+        stmt = stmt.where(
+            or_(
+                Activity.group_key.is_(None),
+                ~select(newer.id)
+                .where(
+                    newer.location_id == Activity.location_id,
+                    newer.group_key == Activity.group_key,
+                    newer.id > Activity.id,
+                )
+                .exists(),
+            )
+        )
+    return stmt
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Activity]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def page_of(session: Session, location_id: str, flt: LogFilter, *, page: int = 1, per_page: int = 25) -> Page:
+    per_page = max(1, min(per_page, MAX_LIMIT))
+    page = max(1, page)
+    stmt = filtered(location_id, flt)
+    total = int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+    rows = list(
+        session.execute(stmt.order_by(Activity.id.desc()).offset((page - 1) * per_page).limit(per_page)).scalars()
+    )
+    return Page(rows=rows, total=total, page=page, per_page=per_page)
+
+
+def open_problems(session: Session, location_id: str, *, limit: int = 200) -> list[Activity]:
+    """The "Needs attention" list: open problems, one per record (the newest), newest first."""
+    rows = session.execute(
+        select(Activity)
+        .where(Activity.location_id == location_id, open_problem_clause())
+        .order_by(Activity.id.desc())
+        .limit(limit * 2)
+    ).scalars()
+    seen: set[tuple[str, str]] = set()
+    problems: list[Activity] = []
+    for row in rows:
+        key = (row.kind, row.entity_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        problems.append(row)
+    return problems[:limit]
+
+
+# ---- readable rows -----------------------------------------------------------------------------------------
+
+
+def money(amount: Decimal | None, currency: str | None) -> str | None:
+    if amount is None:
+        return None
+    value = Decimal(amount).quantize(Decimal("0.01"))
+    sign = "-" if value < 0 else ""
+    code = (currency or "").upper()
+    symbol = CURRENCY_SIGNS.get(code)
+    text = f"{abs(value):,.2f}"
+    if symbol:
+        return f"{sign}{symbol}{text}"
+    return f"{sign}{text} {code}".strip()
+
+
+def qbo_type_of(row: Activity) -> str | None:
+    return row.qbo_type or KIND_QBO_TYPES.get(row.kind)
+
+
+def qbo_link(row: Activity, environment: str, app_host: str | None = None) -> str | None:
+    """The record in QuickBooks' own app (sandbox or production host)."""
+    qbo_type = qbo_type_of(row)
+    if not row.qbo_id or not qbo_type or qbo_type not in QBO_APP_PATHS:
+        return None
+    host = app_host or QBO_APP_HOSTS.get(environment, QBO_APP_HOSTS["production"])
+    return f"{host}/app/{QBO_APP_PATHS[qbo_type]}{quote(row.qbo_id, safe='')}"
+
+
+def crm_link(row: Activity, crm_app_host: str | None) -> str | None:
+    if row.crm_url:
+        return row.crm_url
+    if not crm_app_host:
+        return None
+    crm_id = row.crm_id or (row.entity_id if row.direction == "crm_to_qbo" else None)
+    if not crm_id or crm_id == "all":
+        return None
+    loc = quote(row.location_id, safe="")
+    rid = quote(crm_id, safe="")
+    if row.kind == "invoice":
+        return f"{crm_app_host}/v2/location/{loc}/payments/invoices/{rid}"
+    if row.kind in ("transaction", "order"):
+        return f"{crm_app_host}/v2/location/{loc}/payments/v2/transactions"
+    return None
+
+
+def headline(row: Activity) -> str:
+    """ "Invoice #1042 · Kira Garcia · $885.00 → QuickBooks invoice 19"."""
+    what = kind_title(row.kind)
+    title = row.label or (f"{what} #{row.number}" if row.number else None)
+    if title is None:
+        shown = row.crm_id or row.entity_id
+        title = what if not shown or shown == "all" else f"{what} {shown}"
+    parts = [title, row.customer, money(row.amount, row.currency)]
+    text = " · ".join(p for p in parts if p)
+    if row.qbo_id and row.direction == "crm_to_qbo":
+        words = QBO_TYPE_WORDS.get(qbo_type_of(row) or "", "record")
+        text += f" → QuickBooks {words} {row.qbo_id}"
+    return text
+
+
+def is_open_problem(row: Activity) -> bool:
+    return row.status == "failed" and row.resolved_at is None and row.dismissed_at is None
+
+
+def activity_json(
+    row: Activity, *, environment: str = "sandbox", crm_app_host: str | None = None, connected: bool = True
+) -> dict[str, Any]:
+    fix = (
+        fix_for(
+            code=row.fault_code,
+            category=row.error_category,
+            message=row.error_message,
+            kind=row.kind,
+            intuit_tid=row.intuit_tid,
+        )
+        if row.status in ("failed", "retrying")
+        else None
+    )
+    retryable = row.status in RETRYABLE
     return {
         "id": row.id,
         "location_id": row.location_id,
         "job_id": row.job_id,
         "kind": row.kind,
         "title": kind_title(row.kind),
+        "headline": headline(row),
+        "label": row.label,
+        "number": row.number,
+        "customer": row.customer,
+        "amount": str(row.amount) if row.amount is not None else None,
+        "amount_text": money(row.amount, row.currency),
+        "currency": row.currency,
         "entity_id": row.entity_id,
         "direction": row.direction,
         "status": row.status,
@@ -76,9 +307,185 @@ def activity_json(row: Activity) -> dict[str, Any]:
         "attempts": row.attempts,
         "error_category": row.error_category,
         "error_message": row.error_message,
+        "fault_code": row.fault_code,
+        "intuit_tid": row.intuit_tid,
+        "fix": fix.as_json() if fix else None,
         "crm_id": row.crm_id,
         "qbo_id": row.qbo_id,
-        "retryable": row.status in RETRYABLE,
-        "created_at": row.created_at.isoformat() if row.created_at else None,
-        "updated_at": row.updated_at.isoformat() if row.updated_at else None,
+        "qbo_type": qbo_type_of(row),
+        "qbo_url": qbo_link(row, environment),
+        "crm_url": crm_link(row, crm_app_host),
+        "group_key": row.group_key,
+        "open_problem": is_open_problem(row),
+        "resolved_at": _iso(row.resolved_at),
+        "dismissed_at": _iso(row.dismissed_at),
+        "dismissed_by": row.dismissed_by,
+        "retryable": retryable and connected,
+        "dismissable": is_open_problem(row),
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
     }
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = as_utc(value)
+    return value.isoformat() if value else None
+
+
+def attempts_of(session: Session, activity_id: int) -> list[ActivityAttempt]:
+    return list(
+        session.execute(
+            select(ActivityAttempt).where(ActivityAttempt.activity_id == activity_id).order_by(ActivityAttempt.attempt)
+        ).scalars()
+    )
+
+
+def attempt_json(attempt: ActivityAttempt) -> dict[str, Any]:
+    return {
+        "attempt": attempt.attempt,
+        "started_at": _iso(attempt.started_at),
+        "duration_ms": attempt.duration_ms,
+        "request": attempt.request_summary,
+        "outcome": attempt.outcome,
+        "http_status": attempt.http_status,
+        "fault_code": attempt.fault_code,
+        "intuit_tid": attempt.intuit_tid,
+        "message": attempt.message,
+    }
+
+
+def why_not_retry(row: Activity, *, connected: bool) -> str | None:
+    """None when Retry means something for the row, else the reason in words."""
+    if row.status == "skipped":
+        return "this row is informational (nothing needed doing); there is nothing to retry"
+    if row.status not in RETRYABLE:
+        return f"only failed rows can be retried; this one is {row.status}"
+    if not connected:
+        return "QuickBooks is not connected for this location; reconnect it before retrying"
+    return None
+
+
+# ---- health ------------------------------------------------------------------------------------------------
+
+
+def ago(moment: datetime | None, now: datetime | None = None) -> str:
+    moment = as_utc(moment)
+    if moment is None:
+        return "never"
+    seconds = max(0, int(((now or utcnow()) - moment).total_seconds()))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    days = seconds // 86400
+    return f"{days} day{'s' if days != 1 else ''} ago"
+
+
+def health(session: Session, location_id: str, *, now: datetime | None = None) -> dict[str, Any]:
+    """Whether the books are in step: open problems, waiting work, the last sync."""
+    problems = len(open_problems(session, location_id, limit=10_000))
+    waiting = int(
+        session.scalar(
+            select(func.count()).where(
+                Activity.location_id == location_id,
+                Activity.status.in_(WAITING),
+                Activity.direction != "internal",
+            )
+        )
+        or 0
+    )
+    last = session.scalar(
+        select(func.max(Activity.updated_at)).where(Activity.location_id == location_id, Activity.status == "done")
+    )
+    if problems:
+        state = "attention"
+        text = f"{problems} item{'s need' if problems != 1 else ' needs'} your attention"
+    elif waiting:
+        state = "catching_up"
+        text = f"Catching up ({waiting} waiting)"
+    else:
+        state = "in_step"
+        text = "All in step · " + (f"last sync {ago(last, now)}" if last else "nothing to sync yet")
+    return {"state": state, "problems": problems, "waiting": waiting, "last_sync_at": _iso(last), "text": text}
+
+
+# ---- CSV ---------------------------------------------------------------------------------------------------
+
+CSV_COLUMNS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "kind",
+    "what",
+    "status",
+    "customer",
+    "number",
+    "amount",
+    "currency",
+    "crm_id",
+    "qbo_id",
+    "attempts",
+    "error_category",
+    "fault_code",
+    "intuit_tid",
+    "summary",
+    "error_message",
+    "fix",
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (OWASP: prefix with a single quote)."""
+    if value is None:
+        return ""
+    text = str(value)
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return text
+    if text.startswith(_FORMULA_START):
+        return "'" + text
+    return text
+
+
+def csv_rows(rows: Iterable[Activity]) -> Iterable[Sequence[str]]:
+    yield CSV_COLUMNS
+    for row in rows:
+        fix = (
+            fix_for(
+                code=row.fault_code, category=row.error_category, message=row.error_message, intuit_tid=row.intuit_tid
+            )
+            if row.status == "failed"
+            else None
+        )
+        values: tuple[Any, ...] = (
+            row.id,
+            _iso(row.created_at),
+            _iso(row.updated_at),
+            row.kind,
+            headline(row),
+            STATUS_WORDS.get(row.status, row.status),
+            row.customer,
+            row.number,
+            row.amount,
+            row.currency,
+            row.crm_id,
+            row.qbo_id,
+            row.attempts,
+            row.error_category,
+            row.fault_code,
+            row.intuit_tid,
+            row.summary,
+            row.error_message,
+            fix.fix if fix else None,
+        )
+        yield [safe_cell(value) for value in values]
+
+
+def csv_text(session: Session, location_id: str, flt: LogFilter, *, limit: int = 50_000) -> str:
+    stmt = filtered(location_id, flt).order_by(Activity.id.desc()).limit(limit)
+    out = io.StringIO()
+    writer = csv.writer(out, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+    writer.writerows(csv_rows(session.execute(stmt).scalars()))
+    return out.getvalue()

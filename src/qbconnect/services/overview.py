@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from qbconnect.clock import utcnow
 from qbconnect.connections.state import connection_of, is_syncing
 from qbconnect.db.models import Activity, Link, Location, QboConnection
+from qbconnect.services.activity_log import health as log_health
 from qbconnect.sync.engine import jobs
 
 EXPIRING_SOON = timedelta(days=14)
@@ -112,6 +113,7 @@ def location_json(session: Session, location: Location) -> dict[str, Any]:
         "quickbooks": qbo,
         "is_syncing": is_syncing(session, location.id),
         "token_health": health.as_json(),
+        "health": log_health(session, location.id),
         "counts": {
             "jobs": jobs.counts_by_state(session, location.id),
             "activity": _grouped(session, Activity.status, location.id, Activity),

@@ -9,8 +9,9 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -19,20 +20,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from qbconnect.clock import as_utc
 from qbconnect.connections.state import connection_of, is_syncing
-from qbconnect.db.models import Activity, Location, QboConnection
+from qbconnect.db.models import Activity, ActivityAttempt, Location, QboConnection
 from qbconnect.domain import location_settings
 from qbconnect.domain.location_settings import LocationSettings
 from qbconnect.domain.review import render_review_message
 from qbconnect.domain.sources import ReceiptKind
 from qbconnect.errors import SyncError
 from qbconnect.runtime import Runtime
-from qbconnect.services import flows
-from qbconnect.services.activity_log import DIRECTION_WORDS, STATUS_WORDS, kind_title, list_activity
+from qbconnect.services import activity_log, flows, log_actions
+from qbconnect.services.activity_log import DIRECTION_WORDS, LogFilter, activity_json, attempt_json, kind_title
+from qbconnect.services.checks import run_checks
 from qbconnect.services.overview import customer_import_progress, token_health
 from qbconnect.services.qbo_lists import pick_lists
-from qbconnect.sync.engine import jobs
-from qbconnect.web.api import field_errors
+from qbconnect.sync.engine import registry
+from qbconnect.web.api import crm_app_host, field_errors, who
 from qbconnect.web.auth import Admin, check_form_csrf, require_page_admin
 from qbconnect.web.oauth import problem_page, settings_url
 from qbconnect.web.params import LocationIdForm, LocationIdQuery, OptionalLocationIdQuery, RowIdForm, is_location_id
@@ -85,6 +88,8 @@ FLASHES = {
     "saved": "Settings saved.",
     "disconnected": "QuickBooks is disconnected. Syncing stopped; the history is kept.",
     "retried": "Queued to run again.",
+    "dismissed": "Dismissed; it no longer needs attention.",
+    "queued": "Queued to sync now.",
 }
 PREVIEW_NAME = "Alex"
 
@@ -192,26 +197,125 @@ def review_preview(settings: LocationSettings, business_name: str) -> tuple[dict
     }, None
 
 
-def sync_rows(session: Session, location_id: str) -> list[dict[str, Any]]:
-    rows = list_activity(session, location_id, limit=SYNC_LOG_ROWS)
-    return [_row(row) for row in rows]
+STATUS_CHOICES = (
+    ("", "Everything"),
+    ("needs_attention", "Needs attention"),
+    ("failed", "Failed"),
+    ("synced", "Synced"),
+    ("skipped", "Skipped"),
+    ("waiting", "Waiting"),
+)
 
 
-def _row(row: Activity) -> dict[str, Any]:
+@dataclass
+class LogQuery:
+    status: str = ""
+    kind: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    q: str = ""
+    page: int = 1
+
+    @classmethod
+    def from_params(cls, params: Any) -> LogQuery:
+        def text(name: str) -> str:
+            value = params.get(name)
+            return value.strip()[:200] if isinstance(value, str) else ""
+
+        try:
+            page = max(1, int(text("page") or "1"))
+        except ValueError:
+            page = 1
+        return cls(text("status"), text("kind"), text("from"), text("to"), text("q"), page)
+
+    def log_filter(self) -> LogFilter:
+        return LogFilter(
+            status=self.status or None,
+            kind=self.kind or None,
+            date_from=_day_start(self.date_from, end=False),
+            date_to=_day_start(self.date_to, end=True),
+            search=self.q or None,
+        )
+
+    def query(self, location_id: str, *, with_page: bool) -> str:
+        pairs = [("location_id", location_id), ("status", self.status), ("kind", self.kind)]
+        pairs += [("from", self.date_from), ("to", self.date_to), ("q", self.q)]
+        if with_page and self.page > 1:
+            pairs.append(("page", str(self.page)))
+        return urlencode([(k, v) for k, v in pairs if v])
+
+
+def _day_start(value: str, *, end: bool) -> datetime | None:
+    try:
+        day = date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    if day is None:
+        return None
+    return datetime.combine(day, time.max if end else time.min, tzinfo=UTC)
+
+
+def _row_context(request: Request, session: Session, location_id: str) -> dict[str, Any]:
+    settings = _runtime(request).settings
     return {
-        "id": row.id,
-        "when": row.updated_at.strftime("%b %d %H:%M") if row.updated_at else "",
-        "title": f"{kind_title(row.kind)}" + (f" {row.entity_id}" if row.entity_id and row.entity_id != "all" else ""),
-        "direction_text": DIRECTION_WORDS.get(row.direction, row.direction),
-        "status": row.status,
-        "status_text": STATUS_WORDS.get(row.status, row.status),
-        "summary": row.summary,
-        "error_message": row.error_message,
-        "attempts": row.attempts or 0,
-        "crm_id": row.crm_id,
-        "entity_id": row.entity_id if row.entity_id != "all" else None,
-        "qbo_id": row.qbo_id,
-        "retryable": row.status in ("failed", "skipped"),
+        "environment": settings.qbo_environment,
+        "crm_app_host": crm_app_host(settings.crm_auth_url),
+        "connected": is_syncing(session, location_id),
+    }
+
+
+def _when_text(value: datetime | None) -> str:
+    value = as_utc(value)
+    return value.strftime("%b %d %H:%M") if value else ""
+
+
+def _readable(row: Activity, context: dict[str, Any]) -> dict[str, Any]:
+    view = activity_json(row, **context)
+    view["when"] = _when_text(row.updated_at)
+    view["direction_text"] = DIRECTION_WORDS.get(row.direction, row.direction)
+    return view
+
+
+def history(request: Request, session: Session, location_id: str, query: LogQuery) -> dict[str, Any]:
+    context = _row_context(request, session, location_id)
+    result = activity_log.page_of(session, location_id, query.log_filter(), page=query.page, per_page=SYNC_LOG_ROWS)
+    rows = [_readable(row, context) for row in result.rows]
+    ids = [row["id"] for row in rows]
+    timelines: dict[int, list[dict[str, Any]]] = {}
+    if ids:
+        found = session.execute(
+            select(ActivityAttempt)
+            .where(ActivityAttempt.activity_id.in_(ids))
+            .order_by(ActivityAttempt.activity_id, ActivityAttempt.attempt)
+        ).scalars()
+        for attempt in found:
+            item = attempt_json(attempt)
+            item["when"] = _when_text(attempt.started_at)
+            timelines.setdefault(attempt.activity_id, []).append(item)
+    for row in rows:
+        row["timeline"] = timelines.get(row["id"], [])
+    kinds = sorted((kind, kind_title(kind)) for kind, spec in registry.HANDLERS.items() if spec.direction != "internal")
+    return {
+        "rows": rows,
+        "total": result.total,
+        "page": result.page,
+        "pages": result.pages,
+        "filters": query,
+        "filtered": any((query.status, query.kind, query.date_from, query.date_to, query.q)),
+        "status_choices": STATUS_CHOICES,
+        "kind_choices": kinds,
+        "query": query.query(location_id, with_page=True),
+        "filter_query": query.query(location_id, with_page=False),
+    }
+
+
+def status_context(request: Request, session: Session, location_id: str) -> dict[str, Any]:
+    context = _row_context(request, session, location_id)
+    problems = [_readable(row, context) for row in activity_log.open_problems(session, location_id, limit=50)]
+    return {
+        "sync_health": activity_log.health(session, location_id),
+        "problems": problems,
+        "can_act": context["connected"],
     }
 
 
@@ -238,6 +342,8 @@ def render_page(
         realm_id = connection.realm_id if connection is not None else None
         usable = connection is not None and connection.active_realm_id is not None and connection.status == "connected"
     lists = pick_lists(runtime, location_id, realm_id) if usable and realm_id else None
+    found_checks = run_checks(runtime, location_id) if usable else None
+    checks = [check.as_json() for check in found_checks or []]
     with runtime.sessions() as session:
         location = session.get(Location, location_id)
         if location is None:
@@ -265,8 +371,9 @@ def render_page(
             "preview_error": preview_error,
             "receipt_kinds": [(kind.value, words) for kind, words in RECEIPT_KIND_WORDS.items()],
             "import_progress": customer_import_progress(location),
-            "rows": sync_rows(session, location.id),
-            "poll": True,
+            "log": history(request, session, location.id, LogQuery.from_params(request.query_params)),
+            **status_context(request, session, location.id),
+            "checks": checks,
             "flashes": flashes or [],
             "problem": problem,
             "csrf_token": admin.csrf_token,
@@ -325,11 +432,53 @@ def sync_log_partial(
             return HTMLResponse("", status_code=404)
         context = {
             "location": location,
-            "rows": sync_rows(session, location_id),
-            "poll": True,
+            "log": history(request, session, location_id, LogQuery.from_params(request.query_params)),
             "csrf_token": admin.csrf_token,
         }
         return templates.TemplateResponse(request, "_sync_log.html", context)
+
+
+def _status_partial(
+    request: Request, admin: Admin, location_id: str, message: str | None = None, status_code: int = 200
+) -> Response:
+    with _runtime(request).sessions() as session:
+        location = session.get(Location, location_id)
+        if location is None:
+            return HTMLResponse("", status_code=404)
+        context = {
+            "location": location,
+            **status_context(request, session, location_id),
+            "action_message": message,
+            "csrf_token": admin.csrf_token,
+        }
+        response = templates.TemplateResponse(request, "_sync_status.html", context, status_code=status_code)
+    response.headers["HX-Trigger"] = "sync-log-changed"
+    return response
+
+
+@router.get("/settings/integrations/sync-status", response_class=HTMLResponse)
+def sync_status_partial(request: Request, location_id: str, admin: Admin = Depends(require_page_admin)) -> Response:
+    response = _status_partial(request, admin, location_id)
+    del response.headers["HX-Trigger"]
+    return response
+
+
+def _is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def _acted(request: Request, admin: Admin, location_id: str, flag: str, message: str) -> Response:
+    """After an action: the refreshed status in place (htmx), else back to the page with a flash."""
+    if _is_htmx(request):
+        return _status_partial(request, admin, location_id, message)
+    return _back(location_id, flag)
+
+
+def _refused(request: Request, admin: Admin, location_id: str, status: int, title: str, message: str) -> Response:
+    if _is_htmx(request):
+        # htmx swaps only 2xx answers: the reason shows in place of the status, the action changed nothing.
+        return _status_partial(request, admin, location_id, f"{title}: {message}")
+    return problem_page(request, status, title, message, location_id=location_id)
 
 
 @router.post("/settings/integrations/settings", response_class=HTMLResponse)
@@ -357,7 +506,10 @@ def _save_settings(request: Request, admin: Admin, location_id: str, submitted: 
             except ValidationError as exc:
                 errors = field_errors(exc)
             else:
+                before = dict(location.settings or {})
                 location.settings = location_settings.dump(updated)
+                changed = {key for key, value in location.settings.items() if before.get(key) != value}
+                log_actions.retry_after_settings_change(session, location_id, changed)
     if not errors:
         return _back(location_id, "saved")
     return render_page(
@@ -395,19 +547,77 @@ def retry_form(
     admin: Admin = Depends(require_page_admin),
 ) -> Response:
     check_form_csrf(admin, csrf_token)
+    refused: log_actions.ActionRefused | None = None
     with _runtime(request).sessions.begin() as session:
         activity = session.get(Activity, activity_id)
         if activity is None or activity.location_id != location_id:
             return problem_page(request, 404, "Not found", "That sync log row does not exist.", location_id=location_id)
-        if not is_syncing(session, location_id):
-            return problem_page(
-                request, 409, "Cannot retry yet", "Reconnect QuickBooks first, then retry.", location_id=location_id
-            )
-        if jobs.retry_activity(session, activity_id) is None:
-            return problem_page(
-                request, 409, "Cannot retry", "Only failed or skipped rows can be retried.", location_id=location_id
-            )
-    return _back(location_id, "retried")
+        try:
+            log_actions.retry_one(session, activity_id)
+        except log_actions.ActionRefused as exc:
+            refused = exc
+    if refused is not None:
+        return _refused(request, admin, location_id, refused.status, "Cannot retry", refused.message)
+    return _acted(request, admin, location_id, "retried", FLASHES["retried"])
+
+
+@router.post("/settings/integrations/dismiss", response_class=HTMLResponse)
+def dismiss_form(
+    request: Request,
+    location_id: str = Form(...),
+    activity_id: int = Form(...),
+    csrf_token: str = Form(""),
+    admin: Admin = Depends(require_page_admin),
+) -> Response:
+    check_form_csrf(admin, csrf_token)
+    refused: log_actions.ActionRefused | None = None
+    with _runtime(request).sessions.begin() as session:
+        activity = session.get(Activity, activity_id)
+        if activity is None or activity.location_id != location_id:
+            return problem_page(request, 404, "Not found", "That sync log row does not exist.", location_id=location_id)
+        try:
+            log_actions.dismiss(session, activity_id, who(admin))
+        except log_actions.ActionRefused as exc:
+            refused = exc
+    if refused is not None:
+        return _refused(request, admin, location_id, refused.status, "Cannot dismiss", refused.message)
+    return _acted(request, admin, location_id, "dismissed", FLASHES["dismissed"])
+
+
+@router.post("/settings/integrations/retry-failed", response_class=HTMLResponse)
+def retry_failed_form(
+    request: Request,
+    location_id: str = Form(...),
+    csrf_token: str = Form(""),
+    admin: Admin = Depends(require_page_admin),
+) -> Response:
+    check_form_csrf(admin, csrf_token)
+    with _runtime(request).sessions.begin() as session:
+        if session.get(Location, location_id) is None:
+            return problem_page(request, 404, "Unknown location", f"No location {location_id} has installed the app.")
+        retried = log_actions.retry_all_failed(session, location_id) if is_syncing(session, location_id) else None
+    if retried is None:
+        return _refused(request, admin, location_id, 409, "Cannot retry yet", "Reconnect QuickBooks first.")
+    return _acted(request, admin, location_id, "retried", f"{len(retried)} queued to run again.")
+
+
+@router.post("/settings/integrations/sync-invoice", response_class=HTMLResponse)
+def sync_invoice_form(
+    request: Request,
+    location_id: str = Form(...),
+    number: str = Form(""),
+    csrf_token: str = Form(""),
+    admin: Admin = Depends(require_page_admin),
+) -> Response:
+    check_form_csrf(admin, csrf_token)
+    if not number.strip():
+        return _refused(request, admin, location_id, 422, "Cannot sync", "type the CRM invoice number")
+    try:
+        _, found = log_actions.sync_invoice_now(_runtime(request), location_id, number)
+    except log_actions.ActionRefused as exc:
+        return _refused(request, admin, location_id, exc.status, "Cannot sync", exc.message)
+    label = f"Invoice #{found.number}" if found.number else f"Invoice {found.invoice_id}"
+    return _acted(request, admin, location_id, "queued", f"{label} is queued to sync now.")
 
 
 def _text(value: Any) -> str:

@@ -30,12 +30,20 @@ def _pause(seconds: float) -> None:
 qbo_sleep: Callable[[float], None] = _pause
 
 
+def _before(ctx: JobContext, platform: str) -> Callable[[], None]:
+    def before_call() -> None:
+        ctx.count_call(platform)
+        ctx.end_transaction()
+
+    return before_call
+
+
 def job_qbo_client(ctx: JobContext, realm_id: str) -> QboClient:
     return clients.qbo_client(
         ctx.runtime,
         ctx.location_id,
         realm_id,
-        before_call=ctx.end_transaction,
+        before_call=_before(ctx, "QuickBooks"),
         sleep=lambda seconds: qbo_sleep(seconds),
     )
 
@@ -44,6 +52,6 @@ def job_crm_client(ctx: JobContext) -> CrmClient:
     return clients.crm_client(
         ctx.runtime,
         ctx.location_id,
-        before_call=ctx.end_transaction,
+        before_call=_before(ctx, "CRM"),
         sleep=lambda seconds: qbo_sleep(seconds),
     )

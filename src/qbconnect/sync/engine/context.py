@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -34,12 +35,32 @@ from qbconnect.sync.engine.clients import job_crm_client, job_qbo_client
 
 @dataclass(frozen=True)
 class Result:
-    """A handler's answer. ``skipped`` runs are logged with ``summary`` as the reason."""
+    """A handler's answer. ``skipped`` runs are logged with ``summary`` as the reason.
+
+    The optional fields make the sync-log row readable ("Invoice #1042 · Kira Garcia · $885.00 →
+    QuickBooks invoice 19"); a handler fills what it knows, the row falls back to the kind and ids.
+    ``customer_email`` is only for searching the log; ``group_key`` puts the rows of one sale together
+    (an order and its sales receipt)."""
 
     summary: str
     crm_id: str | None = None
     qbo_id: str | None = None
     skipped: bool = False
+    label: str | None = None
+    number: str | None = None
+    customer: str | None = None
+    customer_email: str | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+    qbo_type: str | None = None
+    crm_url: str | None = None
+    group_key: str | None = None
+
+    def details(self) -> dict[str, Any]:
+        """The readable-title fields the handler filled (for the sync-log row)."""
+        names = ("label", "number", "customer", "customer_email", "amount", "currency", "qbo_type", "crm_url")
+        values = {name: getattr(self, name) for name in (*names, "group_key")}
+        return {name: value for name, value in values.items() if value is not None}
 
 
 @dataclass
@@ -55,6 +76,10 @@ class JobContext:
     owner: str
     log: Any = field(repr=False, default=None)
     thread_id: int = field(default_factory=threading.get_ident)
+    calls: dict[str, int] = field(default_factory=dict)  # platform -> requests made (the attempt's summary)
+
+    def count_call(self, platform: str) -> None:
+        self.calls[platform] = self.calls.get(platform, 0) + 1
 
     def end_transaction(self) -> None:
         """Commit what the handler recorded so far. Engine-internal: the job's clients call it before every

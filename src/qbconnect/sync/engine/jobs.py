@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
-from qbconnect.db.models import Activity, SyncJob
+from qbconnect.db.models import Activity, ActivityAttempt, SyncJob
 
 Dispatcher = Callable[[int, datetime | None], None]
 _PENDING_DISPATCH = "qbconnect.jobs_to_dispatch"
@@ -188,6 +189,33 @@ class Finish:
     retry_in: float = 0.0
     crm_id: str | None = None
     qbo_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # Result's readable-title fields
+    fault_code: str | None = None
+    intuit_tid: str | None = None  # or the CRM's trace id
+    http_status: int | None = None
+    attempt: AttemptRecord | None = None
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """What the runner saw of one run: when, how long, what was asked (summary only)."""
+
+    started_at: datetime
+    duration_ms: int
+    request_summary: str
+
+
+READABLE_FIELDS = (
+    "label",
+    "number",
+    "customer",
+    "customer_email",
+    "amount",
+    "currency",
+    "qbo_type",
+    "crm_url",
+    "group_key",
+)
 
 
 class LeaseLostError(RuntimeError):
@@ -211,7 +239,29 @@ def finish(session: Session, job_id: int, owner: str, outcome: Finish) -> SyncJo
             activity.summary = outcome.summary
         activity.error_message = outcome.error
         activity.error_category = outcome.error_category
+        activity.fault_code = outcome.fault_code
+        activity.intuit_tid = outcome.intuit_tid
         activity.status = "retrying" if outcome.state == "retry" else outcome.state
+        for name in READABLE_FIELDS:
+            if outcome.details.get(name) is not None:
+                setattr(activity, name, outcome.details[name])
+        if outcome.attempt is not None:
+            session.add(
+                ActivityAttempt(
+                    activity_id=activity.id,
+                    attempt=job.attempts,
+                    started_at=outcome.attempt.started_at,
+                    duration_ms=outcome.attempt.duration_ms,
+                    request_summary=outcome.attempt.request_summary,
+                    outcome=outcome.state,
+                    http_status=outcome.http_status,
+                    fault_code=outcome.fault_code,
+                    intuit_tid=outcome.intuit_tid,
+                    message=outcome.error or outcome.summary,
+                )
+            )
+        if outcome.state in ("done", "failed"):
+            close_problems(session, activity, now)
     job.lease_owner = None
     job.lease_expires_at = None
     job.last_error = outcome.error
@@ -229,6 +279,25 @@ def finish(session: Session, job_id: int, owner: str, outcome: Finish) -> SyncJo
         session.flush()
         enqueue(session, job.location_id, job.kind, job.entity_id, job.reason or "changed while syncing")
     return job
+
+
+def close_problems(session: Session, activity: Activity, now: datetime) -> int:
+    """A run of a record ended: its earlier failed rows are no longer open problems (a success closes them;
+    a newer failure replaces them, so each record has one open problem at most)."""
+    result = session.execute(
+        update(Activity)
+        .where(
+            Activity.location_id == activity.location_id,
+            Activity.kind == activity.kind,
+            Activity.entity_id == activity.entity_id,
+            Activity.id != activity.id,
+            Activity.status.in_(("failed", "retried")),
+            Activity.resolved_at.is_(None),
+        )
+        .values(resolved_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import socket
 import threading
+import time
+from dataclasses import replace
+from typing import Any
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from qbconnect.clock import utcnow
 from qbconnect.errors import ErrorCategory, SyncError
 from qbconnect.runtime import Runtime
 from qbconnect.sync.engine import jobs, registry
@@ -56,6 +61,7 @@ class JobRunner:
             owner=owner,
             log=bound,
         )
+        started_at, clock = utcnow(), time.monotonic()
         try:
             try:
                 result = registry.get(spec_kind).handler(ctx)
@@ -73,6 +79,14 @@ class JobRunner:
                     SyncError(f"Unexpected error: {type(exc).__name__}: {exc}", category=ErrorCategory.TRANSIENT),
                     attempt,
                 )
+            outcome = replace(
+                outcome,
+                attempt=jobs.AttemptRecord(
+                    started_at=started_at,
+                    duration_ms=int((time.monotonic() - clock) * 1000),
+                    request_summary=request_summary(ctx),
+                ),
+            )
             try:
                 self._finish(session, job_id, owner, outcome)
             except jobs.LeaseLostError:
@@ -103,6 +117,7 @@ class JobRunner:
             summary=result.summary,
             crm_id=result.crm_id,
             qbo_id=result.qbo_id,
+            details=result.details(),
         )
 
     def _failure(self, exc: SyncError, attempt: int) -> jobs.Finish:
@@ -120,8 +135,41 @@ class JobRunner:
                 error_category=exc.category.value,
                 retry_in=delay,
                 summary=f"Will try again in {delay:.0f}s (attempt {attempt} of {settings.job_max_attempts})",
+                **platform_answer(exc),
             )
         message = exc.message
         if retryable:
             message = f"{message} (gave up after {attempt} attempts)"
-        return jobs.Finish(state="failed", error=message, error_category=exc.category.value)
+        return jobs.Finish(state="failed", error=message, error_category=exc.category.value, **platform_answer(exc))
+
+
+_TRACE = re.compile(r"traceId=([\w.:-]+)")
+_HTTP_CODE = re.compile(r"^http_(\d{3})$")
+
+
+def platform_answer(exc: SyncError) -> dict[str, Any]:
+    """The platform's answer to keep with the attempt: HTTP status, fault code, intuit_tid or CRM trace id."""
+    status = getattr(exc, "status", None)
+    tid = getattr(exc, "intuit_tid", None)
+    code = exc.code
+    if code and status is None and (match := _HTTP_CODE.match(code)):
+        status = int(match.group(1))
+    if tid is None and exc.detail and (found := _TRACE.search(exc.detail)):
+        tid = found.group(1)
+    return {
+        "fault_code": code,
+        "intuit_tid": tid if isinstance(tid, str) else None,
+        "http_status": status if isinstance(status, int) else None,
+    }
+
+
+def request_summary(ctx: JobContext) -> str:
+    """What this run asked for, in words: the kind, the record, why, and how many platform requests it made.
+    Never bodies, tokens or personal data."""
+    title = registry.HANDLERS[ctx.kind].title if ctx.kind in registry.HANDLERS else ctx.kind
+    parts = [f"{title} {ctx.entity_id}" if ctx.entity_id != "all" else title]
+    if ctx.reason:
+        parts.append(f"because: {ctx.reason}")
+    calls = ", ".join(f"{n} {platform} request{'s' if n != 1 else ''}" for platform, n in ctx.calls.items() if n)
+    parts.append(calls or "no platform requests")
+    return " · ".join(parts)
