@@ -1,4 +1,8 @@
-"""The JSON API (``/api/*``, admin only): location state, settings, the sync log, retry, disconnect."""
+"""The JSON API (``/api/*``): location state, settings, the sync log, retry, disconnect.
+
+The admin reaches every location; a location session from ``POST /sso/crm`` only its own (web/auth.py,
+:func:`require_location_access`, checked for the whole router: ids in the path name the location).
+"""
 
 from __future__ import annotations
 
@@ -18,9 +22,9 @@ from qbconnect.services import flows
 from qbconnect.services.activity_log import RETRYABLE, activity_json, list_activity
 from qbconnect.services.overview import location_json
 from qbconnect.sync.engine import jobs
-from qbconnect.web.auth import require_api_admin
+from qbconnect.web.auth import require_location_access
 
-router = APIRouter(prefix="/api", dependencies=[Depends(require_api_admin)])
+router = APIRouter(prefix="/api", dependencies=[Depends(require_location_access)])
 
 
 def _runtime(request: Request) -> Runtime:

@@ -17,7 +17,7 @@ from qbconnect.connections.service import RealmConflictError
 from qbconnect.errors import ErrorCategory, SyncError
 from qbconnect.runtime import Runtime
 from qbconnect.services import flows
-from qbconnect.web.auth import Admin, require_page_admin
+from qbconnect.web.auth import Admin, require_location_access, require_page_admin
 from qbconnect.web.templating import templates
 
 log = structlog.get_logger(__name__)
@@ -72,7 +72,7 @@ def crm_callback(
 
 
 @router.get("/connect/quickbooks")
-def connect_quickbooks(request: Request, location_id: str, admin: Admin = Depends(require_page_admin)) -> Response:
+def connect_quickbooks(request: Request, location_id: str, admin: Admin = Depends(require_location_access)) -> Response:
     runtime: Runtime = request.app.state.runtime
     try:
         url = flows.begin_qbo_connect(runtime, location_id)
