@@ -68,6 +68,8 @@ def crm_callback(
     except SyncError as exc:
         log.warning("crm.install_failed", error=exc.message)
         return problem_page(request, _status_for(exc), "The app could not be installed", exc.message)
+    if location_id is None:  # an agency install of several locations: pick one
+        return RedirectResponse("/settings/integrations?installed=1", status_code=303)
     return RedirectResponse(settings_url(location_id, installed="1"), status_code=303)
 
 
