@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     crm_token_url: str | None = None
     crm_webhook_public_key: str | None = None
     crm_webhook_rsa_public_key: str | None = None
+    # The Marketplace app's Shared Secret: decrypts the user context a custom page receives (SSO). Unset: off.
+    crm_shared_secret: SecretStr | None = None
     # HighLevel deliveries whose signed ``timestamp`` is further than this from now are refused (replays).
     crm_webhook_replay_window_seconds: float = Field(default=300.0, gt=0)
     # HighLevel re-sends the same signed body (same ``timestamp``) after a 429: up to 6 times, 10 minutes

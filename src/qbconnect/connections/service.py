@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
 from qbconnect.connections.state import connection_of
-from qbconnect.connections.tokens import store_crm_tokens, store_qbo_tokens
+from qbconnect.connections.tokens import store_company_tokens, store_crm_tokens, store_qbo_tokens
 from qbconnect.crm.oauth import CrmTokenSet
-from qbconnect.db.models import Location, QboConnection
+from qbconnect.db.models import CrmCompany, Location, QboConnection
 from qbconnect.domain.company import CompanyFacts
 from qbconnect.errors import PermanentError
 from qbconnect.qbo.oauth import QboTokenSet
@@ -44,6 +44,40 @@ def install_location(runtime: Runtime, session: Session, tokens: CrmTokenSet, *,
     store_crm_tokens(runtime, location, tokens)
     session.flush()
     return location
+
+
+def install_company(runtime: Runtime, session: Session, tokens: CrmTokenSet) -> CrmCompany:
+    """An agency (Company) grant: store the company token that mints its locations' tokens."""
+    if not tokens.company_id:
+        raise PermanentError("HighLevel returned no companyId for the agency install")
+    company = session.get(CrmCompany, tokens.company_id)
+    if company is None:
+        company = CrmCompany(id=tokens.company_id)
+        session.add(company)
+    company.installed_at = utcnow()
+    store_company_tokens(runtime, company, tokens)
+    session.flush()
+    return company
+
+
+def install_agency_location(
+    session: Session, company_id: str, location_id: str, *, name: str | None = None
+) -> tuple[Location, bool]:
+    """A location installed through its agency: installed now, its token minted from the company's.
+    Returns the location and whether it was (re)installed by this call."""
+    location = session.get(Location, location_id)
+    fresh = location is None or location.crm_status == "uninstalled"
+    if location is None:
+        location = Location(id=location_id, settings={}, state={})
+        session.add(location)
+    location.company_id = company_id
+    if name and not location.name:
+        location.name = name
+    if fresh:
+        location.crm_status = "installed"
+        location.installed_at = utcnow()
+    session.flush()
+    return location, fresh
 
 
 def connect_quickbooks(

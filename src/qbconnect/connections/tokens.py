@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
 from qbconnect.crm import oauth as crm_oauth
-from qbconnect.db.models import Location, QboConnection
+from qbconnect.db.models import CrmCompany, Location, QboConnection
 from qbconnect.errors import AuthError, SyncError
 from qbconnect.qbo import oauth as qbo_oauth
 from qbconnect.runtime import Runtime
@@ -127,7 +127,9 @@ class DbCrmTokenSource:
         if lock and session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update()
         location = session.execute(stmt).scalar_one_or_none()
-        if location is None or location.crm_status == "uninstalled" or location.crm_access_token is None:
+        if location is None or location.crm_status == "uninstalled":
+            raise AuthError("The app is not installed in this CRM location", code="not_installed")
+        if location.crm_access_token is None and _company_of(session, location) is None:
             raise AuthError("The app is not installed in this CRM location", code="not_installed")
         if location.crm_status == "needs_reconnect":
             # HighLevel already refused the saved refresh token: reinstalling the app stores a new one.
@@ -154,6 +156,10 @@ class DbCrmTokenSource:
             current = cipher.decrypt(location.crm_access_token) if location.crm_access_token else None
             if current is not None and current != rejected:
                 return current
+            company = _company_of(session, location) if not location.crm_refresh_token else None
+            if company is not None:
+                # Installed by an agency: location tokens have no refresh token; mint one from the company's.
+                return mint_location_token(self.runtime, session, company, location, now=self.clock())
             if location.crm_refresh_token is None:
                 raise AuthError("The CRM install has no saved authorization; reinstall the app", code="no_refresh")
             try:
@@ -175,10 +181,75 @@ class DbCrmTokenSource:
         raise refused
 
 
+def _company_of(session: Session, location: Location) -> CrmCompany | None:
+    """The agency install that can mint this location's tokens, if any."""
+    if not location.company_id:
+        return None
+    company = session.get(CrmCompany, location.company_id)
+    if company is None or company.status != "installed" or company.refresh_token is None:
+        return None
+    return company
+
+
+def company_access_token(runtime: Runtime, company: CrmCompany, *, now: datetime) -> str:
+    """The agency token, refreshed (``user_type=Company``, rotating refresh token) when near expiry.
+    Call inside the caller's transaction: the new pair is stored with it."""
+    cipher = runtime.cipher
+    settings = runtime.settings
+    if company.access_token and company.token_expires_at and company.token_expires_at - REFRESH_MARGIN > now:
+        return cipher.decrypt(company.access_token)
+    if company.refresh_token is None:
+        raise AuthError("The agency install has no saved authorization; reinstall the app", code="no_refresh")
+    try:
+        tokens = crm_oauth.refresh(
+            runtime.http,
+            token_url=settings.crm_token_endpoint,
+            client_id=settings.crm_client_id or "",
+            client_secret=settings.secret("crm_client_secret"),
+            refresh_token=cipher.decrypt(company.refresh_token),
+            now=now,
+            user_type=crm_oauth.USER_TYPE_COMPANY,
+        )
+    except AuthError:
+        company.status = "needs_reconnect"
+        log.warning("crm.company_refresh_refused", company_id=company.id)
+        raise
+    store_company_tokens(runtime, company, tokens)
+    return tokens.access_token
+
+
+def mint_location_token(
+    runtime: Runtime, session: Session, company: CrmCompany, location: Location, *, now: datetime
+) -> str:
+    """``/oauth/locationToken`` with the agency token; the location's new access token is stored."""
+    tokens = crm_oauth.location_token(
+        runtime.http,
+        api_base=runtime.settings.crm_api_base,
+        company_token=company_access_token(runtime, company, now=now),
+        company_id=company.id,
+        location_id=location.id,
+        now=now,
+    )
+    store_crm_tokens(runtime, location, tokens)
+    log.info("crm.location_token_minted", location_id=location.id, company_id=company.id)
+    return tokens.access_token
+
+
+def store_company_tokens(runtime: Runtime, company: CrmCompany, tokens: crm_oauth.CrmTokenSet) -> None:
+    cipher = runtime.cipher
+    company.access_token = cipher.encrypt(tokens.access_token)
+    company.refresh_token = cipher.encrypt(tokens.refresh_token)
+    company.token_expires_at = tokens.expires_at
+    if tokens.scope:
+        company.scope = tokens.scope
+    company.status = "installed"
+
+
 def store_crm_tokens(runtime: Runtime, location: Location, tokens: crm_oauth.CrmTokenSet) -> None:
     cipher = runtime.cipher
     location.crm_access_token = cipher.encrypt(tokens.access_token)
-    location.crm_refresh_token = cipher.encrypt(tokens.refresh_token)
+    # Minted location tokens come without a refresh token: the agency's token mints the next one.
+    location.crm_refresh_token = cipher.encrypt(tokens.refresh_token) if tokens.refresh_token else None
     location.crm_token_expires_at = tokens.expires_at
     if tokens.scope:
         location.crm_scope = tokens.scope
@@ -190,7 +261,10 @@ __all__ = [
     "DbCrmTokenSource",
     "DbQboTokenSource",
     "SyncError",
+    "company_access_token",
     "mark_qbo_needs_reconnect",
+    "mint_location_token",
+    "store_company_tokens",
     "store_crm_tokens",
     "store_qbo_tokens",
 ]

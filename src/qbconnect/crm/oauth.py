@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -38,6 +38,9 @@ SCOPES: tuple[str, ...] = (
 )
 
 USER_TYPE_LOCATION = "Location"
+USER_TYPE_COMPANY = "Company"
+OAUTH_VERSION = "2021-07-28"
+INSTALLED_PAGE_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,20 @@ class CrmTokenSet:
     location_id: str | None
     company_id: str | None
     scope: str | None
+    # ``Company`` for an agency (bulk) install: no location, ``approved_locations`` instead. Location tokens
+    # minted from a company token (``/oauth/locationToken``) come without a refresh token ("").
+    user_type: str = USER_TYPE_LOCATION
+    approved_locations: tuple[str, ...] = ()
+
+    @property
+    def is_company(self) -> bool:
+        return self.user_type == USER_TYPE_COMPANY
+
+
+@dataclass(frozen=True)
+class InstalledLocation:
+    location_id: str
+    name: str | None
 
 
 def install_url(
@@ -105,6 +122,7 @@ def refresh(
     client_secret: str,
     refresh_token: str,
     now: datetime,
+    user_type: str = USER_TYPE_LOCATION,
 ) -> CrmTokenSet:
     """Trade a refresh token for a new token set (the old refresh token is spent)."""
     form = {
@@ -112,22 +130,103 @@ def refresh(
         "client_secret": client_secret,
         "grant_type": "refresh_token",
         "refresh_token": refresh_token,
-        "user_type": USER_TYPE_LOCATION,
+        "user_type": user_type,
     }
     return _token_request(http, token_url, form, now=now, action="renew the HighLevel connection")
 
 
+def app_id_of(client_id: str) -> str:
+    """The Marketplace app id: the part of the client id before ``-`` ([inferred] from HighLevel's client
+    ids, e.g. ``68a32958b5154ca8bbdc4d40-meh5chaj``)."""
+    return client_id.split("-", 1)[0]
+
+
+def location_token(
+    http: httpx.Client,
+    *,
+    api_base: str,
+    company_token: str,
+    company_id: str,
+    location_id: str,
+    now: datetime,
+) -> CrmTokenSet:
+    """``POST /oauth/locationToken`` (agency token, scope ``oauth.write``): a location's access token.
+
+    The answer has no refresh token: when it expires, mint another from the company token.
+    """
+    return _token_request(
+        http,
+        f"{api_base.rstrip('/')}/oauth/locationToken",
+        {"companyId": company_id, "locationId": location_id},
+        now=now,
+        action="open a location of the agency install",
+        bearer=company_token,
+        allow_no_refresh=True,
+    )
+
+
+def installed_locations(
+    http: httpx.Client, *, api_base: str, company_token: str, company_id: str, app_id: str
+) -> list[InstalledLocation]:
+    """``GET /oauth/installedLocations`` (agency token, ``oauth.readonly``): where the app is installed."""
+    found: list[InstalledLocation] = []
+    skip = 0
+    while True:
+        params = {
+            "companyId": company_id,
+            "appId": app_id,
+            "isInstalled": "true",
+            "skip": str(skip),
+            "limit": str(INSTALLED_PAGE_SIZE),
+        }
+        try:
+            response = http.get(
+                f"{api_base.rstrip('/')}/oauth/installedLocations",
+                params=params,
+                headers={
+                    "Authorization": f"Bearer {company_token}",
+                    "Version": OAUTH_VERSION,
+                    "Accept": "application/json",
+                },
+            )
+        except httpx.TransportError as exc:
+            raise TransientError(
+                "Could not reach HighLevel to list the agency's locations; will try again.",
+                code="network",
+                detail=type(exc).__name__,
+            ) from exc
+        body = _json_or_empty(response)
+        if response.status_code != 200:
+            _raise_for(response.status_code, body, "list the agency's locations")
+        page = body.get("locations")
+        rows = page if isinstance(page, list) else []
+        for row in rows:
+            if isinstance(row, dict) and isinstance(row.get("_id"), str) and row.get("isInstalled", True) is not False:
+                found.append(InstalledLocation(row["_id"], _str_or_none(row.get("name"))))
+        skip += len(rows)
+        total = body.get("count")
+        if len(rows) < INSTALLED_PAGE_SIZE or not isinstance(total, int | float) or skip >= total:
+            return found
+
+
 def _token_request(
-    http: httpx.Client, token_url: str, form: Mapping[str, str], *, now: datetime, action: str
+    http: httpx.Client,
+    token_url: str,
+    form: Mapping[str, str],
+    *,
+    now: datetime,
+    action: str,
+    bearer: str | None = None,
+    allow_no_refresh: bool = False,
 ) -> CrmTokenSet:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    headers = {"Accept": "application/json"}
+    if bearer is not None:
+        headers["Authorization"] = f"Bearer {bearer}"
+        headers["Version"] = OAUTH_VERSION
     try:
-        response = http.post(
-            token_url,
-            data=dict(form),
-            headers={"Accept": "application/json"},
-        )
+        response = http.post(token_url, data=dict(form), headers=headers)
     except httpx.TransportError as exc:
         raise TransientError(
             f"Could not reach HighLevel to {action}; will try again.",
@@ -135,40 +234,49 @@ def _token_request(
             detail=type(exc).__name__,
         ) from exc
     body = _json_or_empty(response)
-    if response.status_code == 200:
-        return _token_set(body, now=now, action=action)
-    reason = _error_reason(body)
+    if response.status_code in (200, 201):
+        return _token_set(body, now=now, action=action, allow_no_refresh=allow_no_refresh)
     log.warning(
         "crm.oauth.refused",
         grant_type=form.get("grant_type"),
         status=response.status_code,
-        reason=reason,
+        reason=_error_reason(body),
         trace_id=body.get("traceId"),
     )
-    if response.status_code == 429 or response.status_code >= 500:
+    _raise_for(response.status_code, body, action)
+
+
+def _raise_for(status: int, body: Mapping[str, Any], action: str) -> NoReturn:
+    reason = _error_reason(body)
+    if status == 429 or status >= 500:
         raise TransientError(
-            f"HighLevel could not {action} right now (HTTP {response.status_code}); will try again.",
-            code=f"http_{response.status_code}",
+            f"HighLevel could not {action} right now (HTTP {status}); will try again.",
+            code=f"http_{status}",
             detail=reason,
         )
-    if response.status_code in (400, 401, 403):
+    if status in (400, 401, 403):
         raise AuthError(
             f"HighLevel refused to {action} ({reason or 'invalid grant'}). Reconnect the app.",
-            code=str(body.get("error") or f"http_{response.status_code}"),
+            code=str(body.get("error") or f"http_{status}"),
             detail=reason,
         )
     raise PermanentError(
-        f"HighLevel could not {action} (HTTP {response.status_code}: {reason or 'no reason given'}).",
-        code=f"http_{response.status_code}",
+        f"HighLevel could not {action} (HTTP {status}: {reason or 'no reason given'}).",
+        code=f"http_{status}",
         detail=reason,
     )
 
 
-def _token_set(body: Mapping[str, Any], *, now: datetime, action: str) -> CrmTokenSet:
+def _token_set(body: Mapping[str, Any], *, now: datetime, action: str, allow_no_refresh: bool = False) -> CrmTokenSet:
     access = body.get("access_token")
     refresh_token = body.get("refresh_token")
-    if not isinstance(access, str) or not access or not isinstance(refresh_token, str) or not refresh_token:
+    if allow_no_refresh and refresh_token is None:
+        refresh_token = ""
+    if not isinstance(access, str) or not access or not isinstance(refresh_token, str):
         raise PermanentError(f"HighLevel's answer when trying to {action} had no tokens in it.")
+    if not refresh_token and not allow_no_refresh:
+        raise PermanentError(f"HighLevel's answer when trying to {action} had no tokens in it.")
+    approved = body.get("approvedLocations")
     expires_in = body.get("expires_in")
     seconds = float(expires_in) if isinstance(expires_in, int | float) else 86399.0
     return CrmTokenSet(
@@ -178,6 +286,10 @@ def _token_set(body: Mapping[str, Any], *, now: datetime, action: str) -> CrmTok
         location_id=_str_or_none(body.get("locationId")),
         company_id=_str_or_none(body.get("companyId")),
         scope=_str_or_none(body.get("scope")),
+        user_type=USER_TYPE_COMPANY if body.get("userType") == USER_TYPE_COMPANY else USER_TYPE_LOCATION,
+        approved_locations=tuple(item for item in approved if isinstance(item, str) and item)
+        if isinstance(approved, list)
+        else (),
     )
 
 

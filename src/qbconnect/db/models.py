@@ -57,6 +57,21 @@ class Location(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
+class CrmCompany(Base):
+    """An agency (Company) install of the app: its token mints the location tokens of its locations."""
+
+    __tablename__ = "crm_companies"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # HighLevel companyId
+    status: Mapped[str] = mapped_column(String(32), default="installed")  # installed|needs_reconnect
+    access_token: Mapped[str | None] = mapped_column(Text)  # encrypted
+    refresh_token: Mapped[str | None] = mapped_column(Text)  # encrypted
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    scope: Mapped[str | None] = mapped_column(Text)
+    installed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
 class QboConnection(Base):
     """The QuickBooks company a location is connected to. One active connection per realm."""
 

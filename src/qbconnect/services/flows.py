@@ -22,8 +22,9 @@ from qbconnect.connections.oauth_state import (
     issue_state,
 )
 from qbconnect.connections.state import active_connection
+from qbconnect.connections.tokens import mint_location_token
 from qbconnect.crm import oauth as crm_oauth
-from qbconnect.db.models import Location
+from qbconnect.db.models import CrmCompany, Location
 from qbconnect.domain.location_settings import load as load_settings
 from qbconnect.errors import AuthError, PermanentError, SyncError
 from qbconnect.qbo import oauth as qbo_oauth
@@ -64,8 +65,12 @@ def crm_install_url(runtime: Runtime) -> str:
     )
 
 
-def finish_crm_install(runtime: Runtime, code: str, state: str | None = None) -> str:
-    """``/oauth/crm/callback``: exchange the code for a Location token set and store it. Returns the id.
+def finish_crm_install(runtime: Runtime, code: str, state: str | None = None) -> str | None:
+    """``/oauth/crm/callback``: exchange the code and store the tokens. Returns the installed location's id
+    (None for an agency install of several locations: the caller shows the location picker).
+
+    A Location grant is one location. A Company grant (``userType`` ``Company`` in the answer: an agency
+    installing the app, e.g. in bulk) goes to :func:`finish_agency_install`.
 
     ``state`` is present when the install started from our own link: it must verify (StateError otherwise)
     and is used up before the code is exchanged. Marketplace installs carry none.
@@ -83,11 +88,52 @@ def finish_crm_install(runtime: Runtime, code: str, state: str | None = None) ->
         redirect_uri=crm_redirect_uri(runtime),
         now=utcnow(),
     )
+    if tokens.is_company:
+        installed = finish_agency_install(runtime, tokens)
+        return installed[0] if len(installed) == 1 else None
     with runtime.sessions.begin() as session:
         location = service.install_location(runtime, session, tokens)
         location_id = location.id
     log.info("crm.installed", location_id=location_id)
     return location_id
+
+
+def finish_agency_install(runtime: Runtime, tokens: crm_oauth.CrmTokenSet) -> list[str]:
+    """An agency (Company) grant, e.g. a bulk install: store the company token, list the locations the
+    app is installed in (``/oauth/installedLocations``, plus the grant's ``approvedLocations``), mint a
+    location token for each (``/oauth/locationToken``) and treat each as installed. Returns their ids.
+
+    A location whose token cannot be minted now stays installed without one: the token source mints it
+    on first use (connections/tokens.py).
+    """
+    settings = runtime.settings
+    now = utcnow()
+    with runtime.sessions.begin() as session:
+        company = service.install_company(runtime, session, tokens)
+        company_id = company.id
+    found = crm_oauth.installed_locations(
+        runtime.http,
+        api_base=settings.crm_api_base,
+        company_token=tokens.access_token,
+        company_id=company_id,
+        app_id=crm_oauth.app_id_of(settings.crm_client_id or ""),
+    )
+    names = {item.location_id: item.name for item in found}
+    for location_id in tokens.approved_locations:
+        names.setdefault(location_id, None)
+    installed: list[str] = []
+    for location_id, name in names.items():
+        with runtime.sessions.begin() as session:
+            location, _ = service.install_agency_location(session, company_id, location_id, name=name)
+            company_row = session.get(CrmCompany, company_id)
+            assert company_row is not None
+            try:
+                mint_location_token(runtime, session, company_row, location, now=now)
+            except SyncError as exc:
+                log.warning("crm.agency_location_token_failed", location_id=location_id, error=exc.message)
+        installed.append(location_id)
+    log.info("crm.agency_installed", company_id=company_id, locations=len(installed))
+    return installed
 
 
 def begin_qbo_connect(runtime: Runtime, location_id: str) -> str:

@@ -1,4 +1,8 @@
-"""The JSON API (``/api/*``, admin only): location state, settings, the sync log, retry, disconnect."""
+"""The JSON API (``/api/*``): location state, settings, the sync log, retry, disconnect.
+
+The admin reaches every location; a location session from ``POST /sso/crm`` only its own (web/auth.py,
+:func:`require_location_access`, checked for the whole router: ids in the path name the location).
+"""
 
 from __future__ import annotations
 
@@ -18,10 +22,10 @@ from qbconnect.runtime import Runtime
 from qbconnect.services import activity_log, checks, flows, log_actions
 from qbconnect.services.activity_log import LogFilter, activity_json, attempt_json, attempts_of
 from qbconnect.services.overview import location_json
-from qbconnect.web.auth import Admin, require_api_admin
+from qbconnect.web.auth import Admin, require_location_access
 from qbconnect.web.params import MAX_ROW_ID, PLAIN_TEXT, LocationIdPath, RowIdPath
 
-router = APIRouter(prefix="/api", dependencies=[Depends(require_api_admin)])
+router = APIRouter(prefix="/api", dependencies=[Depends(require_location_access)])
 
 
 def _runtime(request: Request) -> Runtime:
@@ -241,7 +245,7 @@ def who(admin: Admin) -> str:
 
 
 @router.post("/activity/{activity_id}/dismiss")
-def dismiss(request: Request, activity_id: RowIdPath, admin: Admin = Depends(require_api_admin)) -> JSONResponse:
+def dismiss(request: Request, activity_id: RowIdPath, admin: Admin = Depends(require_location_access)) -> JSONResponse:
     with _runtime(request).sessions.begin() as session:
         try:
             row = log_actions.dismiss(session, activity_id, who(admin))

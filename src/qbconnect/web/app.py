@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 
 from qbconnect.runtime import Runtime
-from qbconnect.web import api, auth, health, oauth, pages, security, webhooks
+from qbconnect.web import api, auth, health, oauth, pages, security, sso, webhooks
 from qbconnect.web.limits import MAX_BODY_BYTES, BodySizeLimit
 from qbconnect.web.templating import STATIC_DIR
 from qbconnect.worker import Queue, Ticker, start_consumer
@@ -49,6 +49,7 @@ def create_app(runtime: Runtime, *, queue: Queue | None = None, run_worker: bool
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(auth.router)
+    app.include_router(sso.router)
     app.include_router(oauth.router)
     app.include_router(api.router)
     app.include_router(pages.router)
@@ -56,6 +57,7 @@ def create_app(runtime: Runtime, *, queue: Queue | None = None, run_worker: bool
     app.add_middleware(security.SecurityHeaders, settings=runtime.settings)
     app.state.login_throttle = auth.LoginThrottle(runtime.settings)
     app.add_exception_handler(auth.LoginRequired, auth.login_required_handler)
+    app.add_exception_handler(auth.LocationForbidden, auth.location_forbidden_handler)
     app.add_exception_handler(SQLAlchemyError, storage_unavailable_handler)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")

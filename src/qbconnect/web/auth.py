@@ -10,6 +10,15 @@
 - Every POST form carries ``csrf_token`` = HMAC(purpose ``csrf``, session id). Requests authenticated by
   the bearer token need none (no ambient credential to abuse). JSON API writes made with the cookie must
   send the token in ``X-CSRF-Token``. The login form itself uses a double-submit cookie.
+
+Location sessions (``POST /sso/crm``, web/sso.py) are a second kind of cookie, ``qbc_crm_session``, signed
+with purpose ``crm-session``: bound to one CRM user and one location (or, for an agency user opening the
+app outside a location, to that user's company). :func:`require_location_access` is THE dependency of
+every location-scoped route (``/api/*``, ``/settings/*``, ``/connect/*``): the admin (bearer or admin
+session) passes everywhere; a location session passes only when the request addresses a location it
+may reach, found in the path (``{location_id}``, or ``{activity_id}`` → that sync-log row's location), the
+query (``?location_id=``) or a form field (``location_id``, ``activity_id``). A request that addresses no
+location is refused to a location session (default deny: new routes are closed until they name one).
 """
 
 from __future__ import annotations
@@ -27,17 +36,22 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.exceptions import HTTPException
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from limits import RateLimitItemPerSecond
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from qbconnect.config import Settings
 from qbconnect.db.crypto import derive_key
+from qbconnect.db.models import Activity, Location
 from qbconnect.runtime import Runtime
 from qbconnect.web.templating import templates
 
 SESSION_COOKIE = "qbc_session"
+CRM_SESSION_COOKIE = "qbc_crm_session"
 LOGIN_CSRF_COOKIE = "qbc_login_csrf"
 SESSION_SECONDS = 12 * 3600
 CSRF_HEADER = "x-csrf-token"
@@ -47,9 +61,20 @@ router = APIRouter()
 
 @dataclass(frozen=True)
 class Admin:
-    via: Literal["bearer", "session"]
+    """Who is asking: the admin (``bearer``/``session``), or a CRM user's location session (``crm``)."""
+
+    via: Literal["bearer", "session", "crm"]
     session_id: str | None
     csrf_token: str | None
+    # Location sessions only: the one location reached, or (agency user, no location) the company whose
+    # installed locations are reached.
+    location_id: str | None = None
+    company_id: str | None = None
+    user_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.via != "crm"
 
 
 class LoginRequired(Exception):
@@ -127,6 +152,52 @@ def read_session_cookie(runtime: Runtime, value: str | None, *, now: float | Non
     return sid
 
 
+@dataclass(frozen=True)
+class CrmSession:
+    session_id: str
+    user_id: str
+    company_id: str
+    location_id: str | None
+
+
+def make_crm_session_cookie(
+    runtime: Runtime, *, user_id: str, company_id: str, location_id: str | None, now: float | None = None
+) -> str:
+    """A location session: bound to the CRM user and the location (or the company, for an agency user)."""
+    data = {
+        "sid": secrets.token_urlsafe(18),
+        "exp": int((now or time.time()) + SESSION_SECONDS),
+        "uid": user_id,
+        "cid": company_id,
+        "loc": location_id,
+    }
+    payload = _b64(json.dumps(data, separators=(",", ":")).encode())
+    return f"{payload}.{_mac(runtime, 'crm-session', payload)}"
+
+
+def read_crm_session_cookie(runtime: Runtime, value: str | None, *, now: float | None = None) -> CrmSession | None:
+    """The location session of a valid, unexpired cookie, else None."""
+    if not value:
+        return None
+    payload, sep, signature = value.partition(".")
+    if not sep or not hmac.compare_digest(signature, _mac(runtime, "crm-session", payload)):
+        return None
+    try:
+        data = json.loads(_unb64(payload))
+        session = CrmSession(
+            session_id=str(data["sid"]),
+            user_id=str(data["uid"]),
+            company_id=str(data["cid"]),
+            location_id=None if data["loc"] is None else str(data["loc"]),
+        )
+        expires = int(data["exp"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if expires < (now or time.time()):
+        return None
+    return session
+
+
 def csrf_token_for(runtime: Runtime, session_id: str) -> str:
     return _mac(runtime, "csrf", session_id)
 
@@ -150,6 +221,143 @@ def admin_of(request: Request) -> Admin | None:
     return None
 
 
+def caller_of(request: Request) -> Admin | None:
+    """The admin, else a location session from ``POST /sso/crm``, else None."""
+    admin = admin_of(request)
+    if admin is not None:
+        return admin
+    runtime = _runtime(request)
+    crm = read_crm_session_cookie(runtime, request.cookies.get(CRM_SESSION_COOKIE))
+    if crm is None:
+        return None
+    return Admin(
+        via="crm",
+        session_id=crm.session_id,
+        csrf_token=csrf_token_for(runtime, crm.session_id),
+        location_id=crm.location_id,
+        company_id=crm.company_id,
+        user_id=crm.user_id,
+    )
+
+
+class LocationForbidden(Exception):
+    """A location session asked for something outside its location: 403 (JSON for the API, else a page)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def may_reach(session: Session, caller: Admin, location_id: str) -> bool:
+    """Whether ``caller`` may see and change ``location_id`` (the admin may reach every location)."""
+    if caller.is_admin:
+        return True
+    location = session.get(Location, location_id)
+    if location is None or location.crm_status == "uninstalled":
+        return False
+    if caller.location_id is not None:
+        return location.id == caller.location_id
+    return caller.company_id is not None and location.company_id == caller.company_id
+
+
+def reachable_location_ids(session: Session, caller: Admin) -> set[str] | None:
+    """The locations a location session reaches; None for the admin (every location)."""
+    if caller.is_admin:
+        return None
+    if caller.location_id is not None:
+        return {caller.location_id} if may_reach(session, caller, caller.location_id) else set()
+    rows = session.execute(
+        select(Location.id).where(Location.company_id == caller.company_id, Location.crm_status != "uninstalled")
+    ).scalars()
+    return set(rows)
+
+
+# Pages a location session may open without naming a location (they list only what it reaches).
+LOCATION_PICKER_PATHS = frozenset({"/settings/integrations"})
+
+
+def _as_text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+async def _addressed(request: Request) -> tuple[set[str], set[int]]:
+    """The location ids and sync-log row ids a request names (path, query, form)."""
+    locations: set[str] = set()
+    activities: set[int] = set()
+    for source in (request.path_params, request.query_params):
+        if (value := _as_text(source.get("location_id"))) is not None:
+            locations.add(value)
+        if (row := _as_text(source.get("activity_id"))) is not None:
+            activities.add(int(row) if row.isdigit() else -1)
+    content_type = request.headers.get("content-type", "")
+    if request.method == "POST" and content_type.startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()  # cached on the request: the route reads the same form
+        if (value := _as_text(form.get("location_id"))) is not None:
+            locations.add(value)
+        if (row := _as_text(form.get("activity_id"))) is not None:
+            activities.add(int(row) if row.isdigit() else -1)
+    return locations, activities
+
+
+def _check_reach(runtime: Runtime, caller: Admin, locations: set[str], activities: set[int]) -> None:
+    with runtime.sessions() as session:
+        for activity_id in activities:
+            row = session.get(Activity, activity_id) if activity_id > 0 else None
+            if row is not None:
+                locations.add(row.location_id)
+            # An unknown row belongs to nobody: the route answers 404 as it does for the admin.
+        for location_id in locations:
+            if not may_reach(session, caller, location_id):
+                raise LocationForbidden("This session can only open its own location.")
+
+
+async def require_location_access(request: Request) -> Admin:
+    """THE dependency of location-scoped routes (``/api/*``, ``/settings/*``, ``/connect/*``).
+
+    Without credentials: 401 for ``/api/*``, the login page otherwise. Cookie-authenticated API writes need
+    ``X-CSRF-Token`` (forms check ``csrf_token`` themselves, :func:`check_form_csrf`). A location session
+    gets 403 (:class:`LocationForbidden`) for any location it may not reach, and for a request that names
+    no location at all (except the location picker).
+    """
+    is_api = request.url.path.startswith("/api/")
+    caller = caller_of(request)
+    if caller is None:
+        if is_api:
+            raise HTTPException(
+                status_code=401,
+                detail="authentication required (Authorization: Bearer <QBCONNECT_ADMIN_TOKEN>, or open the app "
+                "from the CRM)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(target)
+    if is_api:
+        check_csrf_header(caller, request)
+    if caller.is_admin:
+        return caller
+    locations, activities = await _addressed(request)
+    if not locations and not activities:
+        if request.url.path in LOCATION_PICKER_PATHS:
+            return caller
+        raise LocationForbidden("This session can only open its own location's pages.")
+    await run_in_threadpool(_check_reach, _runtime(request), caller, locations, activities)
+    return caller
+
+
+async def location_forbidden_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LocationForbidden)
+    if request.url.path.startswith("/api/") or "text/html" not in request.headers.get("accept", ""):
+        return JSONResponse({"detail": exc.message}, status_code=403)
+    return templates.TemplateResponse(
+        request,
+        "problem.html",
+        {"title": "Not available", "message": exc.message, "location_id": None},
+        status_code=403,
+    )
+
+
 def require_api_admin(request: Request) -> Admin:
     """Dependency for ``/api/*``: 401 without credentials; cookie-authenticated writes need X-CSRF-Token."""
     admin = admin_of(request)
@@ -164,6 +372,14 @@ def require_api_admin(request: Request) -> Admin:
         if not admin.csrf_token or not hmac.compare_digest(sent, admin.csrf_token):
             raise HTTPException(status_code=403, detail="missing or wrong X-CSRF-Token header")
     return admin
+
+
+def check_csrf_header(admin: Admin, request: Request) -> None:
+    """Cookie-authenticated JSON writes must send ``X-CSRF-Token``."""
+    if request.method not in ("GET", "HEAD", "OPTIONS") and admin.via != "bearer":
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not admin.csrf_token or not hmac.compare_digest(sent, admin.csrf_token):
+            raise HTTPException(status_code=403, detail="missing or wrong X-CSRF-Token header")
 
 
 def require_page_admin(request: Request) -> Admin:
@@ -198,6 +414,10 @@ def _secure(request: Request) -> bool:
 
 async def login_required_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LoginRequired)
+    settings = _runtime(request).settings
+    if request.headers.get("sec-fetch-dest") == "iframe" and settings.crm_shared_secret is not None:
+        # Inside the CRM's frame: sign in with the user context the CRM hands over (web/sso.py), not a token.
+        return RedirectResponse("/sso/crm", status_code=303)
     return RedirectResponse(f"/login?next={quote(exc.next_url, safe='')}", status_code=303)
 
 
@@ -257,9 +477,10 @@ def login_submit(
 
 @router.post("/logout")
 def logout(request: Request, csrf_token: str = Form("")) -> Response:
-    admin = admin_of(request)
+    admin = caller_of(request)
     if admin is not None:
         check_form_csrf(admin, csrf_token)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CRM_SESSION_COOKIE, path="/")
     return response

@@ -17,7 +17,7 @@ from qbconnect.connections.service import RealmConflictError
 from qbconnect.errors import ErrorCategory, SyncError
 from qbconnect.runtime import Runtime
 from qbconnect.services import flows
-from qbconnect.web.auth import Admin, require_page_admin
+from qbconnect.web.auth import Admin, require_location_access, require_page_admin
 from qbconnect.web.params import LocationIdQuery
 from qbconnect.web.templating import templates
 
@@ -69,12 +69,14 @@ def crm_callback(
     except SyncError as exc:
         log.warning("crm.install_failed", error=exc.message)
         return problem_page(request, _status_for(exc), "The app could not be installed", exc.message)
+    if location_id is None:  # an agency install of several locations: pick one
+        return RedirectResponse("/settings/integrations?installed=1", status_code=303)
     return RedirectResponse(settings_url(location_id, installed="1"), status_code=303)
 
 
 @router.get("/connect/quickbooks")
 def connect_quickbooks(
-    request: Request, location_id: LocationIdQuery, admin: Admin = Depends(require_page_admin)
+    request: Request, location_id: LocationIdQuery, admin: Admin = Depends(require_location_access)
 ) -> Response:
     runtime: Runtime = request.app.state.runtime
     try:

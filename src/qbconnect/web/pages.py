@@ -36,7 +36,12 @@ from qbconnect.services.overview import customer_import_progress, token_health
 from qbconnect.services.qbo_lists import pick_lists
 from qbconnect.sync.engine import registry
 from qbconnect.web.api import crm_app_host, field_errors, who
-from qbconnect.web.auth import Admin, check_form_csrf, require_page_admin
+from qbconnect.web.auth import (
+    Admin,
+    check_form_csrf,
+    reachable_location_ids,
+    require_location_access,
+)
 from qbconnect.web.oauth import problem_page, settings_url
 from qbconnect.web.params import LocationIdForm, LocationIdQuery, OptionalLocationIdQuery, RowIdForm, is_location_id
 from qbconnect.web.templating import templates
@@ -392,11 +397,14 @@ def home() -> RedirectResponse:
 
 @router.get("/settings/integrations", response_class=HTMLResponse)
 def integrations(
-    request: Request, location_id: OptionalLocationIdQuery = None, admin: Admin = Depends(require_page_admin)
+    request: Request, location_id: OptionalLocationIdQuery = None, admin: Admin = Depends(require_location_access)
 ) -> Response:
     with _runtime(request).sessions() as session:
         if not location_id:
             locations = list(session.execute(select(Location).order_by(Location.installed_at)).scalars())
+            reachable = reachable_location_ids(session, admin)  # a location session lists only its own
+            if reachable is not None:
+                locations = [loc for loc in locations if loc.id in reachable]
             if len(locations) == 1:
                 return RedirectResponse(
                     f"/settings/integrations?location_id={quote(locations[0].id, safe='')}", status_code=303
@@ -424,7 +432,7 @@ def integrations(
 
 @router.get("/settings/integrations/sync-log", response_class=HTMLResponse)
 def sync_log_partial(
-    request: Request, location_id: LocationIdQuery, admin: Admin = Depends(require_page_admin)
+    request: Request, location_id: LocationIdQuery, admin: Admin = Depends(require_location_access)
 ) -> Response:
     with _runtime(request).sessions() as session:
         location = session.get(Location, location_id)
@@ -457,7 +465,9 @@ def _status_partial(
 
 
 @router.get("/settings/integrations/sync-status", response_class=HTMLResponse)
-def sync_status_partial(request: Request, location_id: str, admin: Admin = Depends(require_page_admin)) -> Response:
+def sync_status_partial(
+    request: Request, location_id: LocationIdQuery, admin: Admin = Depends(require_location_access)
+) -> Response:
     response = _status_partial(request, admin, location_id)
     del response.headers["HX-Trigger"]
     return response
@@ -482,7 +492,7 @@ def _refused(request: Request, admin: Admin, location_id: str, status: int, titl
 
 
 @router.post("/settings/integrations/settings", response_class=HTMLResponse)
-async def save_settings(request: Request, admin: Admin = Depends(require_page_admin)) -> Response:
+async def save_settings(request: Request, admin: Admin = Depends(require_location_access)) -> Response:
     form = await request.form()
     check_form_csrf(admin, _text(form.get("csrf_token")))
     location_id = _text(form.get("location_id"))
@@ -528,7 +538,7 @@ def disconnect_form(
     request: Request,
     location_id: LocationIdForm,
     csrf_token: str = Form(""),
-    admin: Admin = Depends(require_page_admin),
+    admin: Admin = Depends(require_location_access),
 ) -> Response:
     check_form_csrf(admin, csrf_token)
     try:
@@ -544,7 +554,7 @@ def retry_form(
     location_id: LocationIdForm,
     activity_id: RowIdForm,
     csrf_token: str = Form(""),
-    admin: Admin = Depends(require_page_admin),
+    admin: Admin = Depends(require_location_access),
 ) -> Response:
     check_form_csrf(admin, csrf_token)
     refused: log_actions.ActionRefused | None = None
@@ -567,7 +577,7 @@ def dismiss_form(
     location_id: str = Form(...),
     activity_id: int = Form(...),
     csrf_token: str = Form(""),
-    admin: Admin = Depends(require_page_admin),
+    admin: Admin = Depends(require_location_access),
 ) -> Response:
     check_form_csrf(admin, csrf_token)
     refused: log_actions.ActionRefused | None = None
@@ -589,7 +599,7 @@ def retry_failed_form(
     request: Request,
     location_id: str = Form(...),
     csrf_token: str = Form(""),
-    admin: Admin = Depends(require_page_admin),
+    admin: Admin = Depends(require_location_access),
 ) -> Response:
     check_form_csrf(admin, csrf_token)
     with _runtime(request).sessions.begin() as session:
@@ -607,7 +617,7 @@ def sync_invoice_form(
     location_id: str = Form(...),
     number: str = Form(""),
     csrf_token: str = Form(""),
-    admin: Admin = Depends(require_page_admin),
+    admin: Admin = Depends(require_location_access),
 ) -> Response:
     check_form_csrf(admin, csrf_token)
     if not number.strip():

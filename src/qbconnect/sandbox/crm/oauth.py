@@ -146,13 +146,29 @@ class TokenStore:
             "userType": grant.user_type,
             "companyId": grant.company_id,
             "userId": self.user_id,
-            "isBulkInstallation": False,
+            "isBulkInstallation": grant.user_type == "Company",
         }
         if grant.location_id:
             body["locationId"] = grant.location_id
         else:
             body["approvedLocations"] = list(grant.approved_locations)
         return body
+
+    def location_token(self, company: Grant, location_id: str, now: datetime) -> dict[str, Any]:
+        """``POST /oauth/locationToken``: an access token (no refresh token) for one of the agency's locations."""
+        grant = Grant("Location", company.company_id, location_id, company.scope)
+        access = secrets.token_hex(24)
+        with self._lock:
+            self._access[access] = _Access(grant, now + timedelta(seconds=self.access_token_ttl))
+        return {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": self.access_token_ttl,
+            "scope": company.scope,
+            "locationId": location_id,
+            "userId": self.user_id,
+            "appId": self.client_id.split("-", 1)[0],
+        }
 
     def authenticate(self, authorization: str | None, now: datetime) -> Grant:
         if not authorization or not authorization.lower().startswith("bearer "):

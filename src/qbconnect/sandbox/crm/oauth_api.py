@@ -26,6 +26,13 @@ def _check_install(sandbox: CrmSandbox, params: dict[str, str]) -> None:
 def _redirect_with_code(sandbox: CrmSandbox, params: dict[str, str], location_id: str) -> Response:
     location = sandbox.location(location_id)
     grant = Grant("Location", location.company_id, location_id, params.get("scope", ""))
+    if sandbox.next_bulk_install:
+        # An agency installs the app in several locations at once: a Company grant approving them.
+        approved = tuple(sandbox.next_bulk_install)
+        company_id = sandbox.location(approved[0]).company_id
+        sandbox.next_bulk_install = None
+        sandbox.agency_installs.setdefault(company_id, set()).update(approved)
+        grant = Grant("Company", company_id, None, params.get("scope", ""), approved)
     code = sandbox.tokens.issue_code(
         grant, client_id=params["client_id"], redirect_uri=params["redirect_uri"], now=sandbox.now()
     )
@@ -92,6 +99,53 @@ def oauth_router(sandbox: CrmSandbox) -> APIRouter:
         form = {k: str(v) for k, v in (await request.form()).items()}
         try:
             return JSONResponse(sandbox.tokens.token(form, sandbox.now()))
+        except HLError as exc:
+            return exc.response()
+
+    def company_grant(request: Request) -> Grant:
+        grant = sandbox.tokens.authenticate(request.headers.get("authorization"), sandbox.now())
+        if grant.user_type != "Company":
+            raise HLError(401, "This route is not yet supported by the IAM Service for this user type (Location)")
+        if request.headers.get("version") != "2021-07-28":
+            raise HLError(400, "Version header was not found")
+        return grant
+
+    @router.post("/oauth/locationToken")
+    async def location_token(request: Request) -> Any:
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        try:
+            grant = company_grant(request)
+            company_id, location_id = form.get("companyId", ""), form.get("locationId", "")
+            if not company_id or not location_id:
+                raise HLError(422, ["companyId should not be empty", "locationId should not be empty"])
+            if company_id != grant.company_id:
+                raise HLError(403, "The token does not have access to this company")
+            if location_id not in sandbox.agency_installs.get(company_id, set()):
+                raise HLError(400, "The app is not installed in this location")
+            return JSONResponse(sandbox.tokens.location_token(grant, location_id, sandbox.now()), status_code=201)
+        except HLError as exc:
+            return exc.response()
+
+    @router.get("/oauth/installedLocations")
+    def installed_locations(request: Request) -> Any:
+        params = request.query_params
+        try:
+            grant = company_grant(request)
+            company_id = params.get("companyId", "")
+            if not company_id or not params.get("appId"):
+                raise HLError(422, ["companyId should not be empty", "appId should not be empty"])
+            if company_id != grant.company_id:
+                raise HLError(403, "The token does not have access to this company")
+            installed = sandbox.agency_installs.get(company_id, set())
+            rows = [
+                {"_id": loc.id, "name": loc.name, "address": "", "isInstalled": loc.id in installed}
+                for loc in sandbox.locations.values()
+                if loc.company_id == company_id
+            ]
+            if params.get("isInstalled") == "true":
+                rows = [row for row in rows if row["isInstalled"]]
+            skip, limit = int(params.get("skip", "0") or 0), int(params.get("limit", "20") or 20)
+            return JSONResponse({"locations": rows[skip : skip + limit], "count": len(rows)})
         except HLError as exc:
             return exc.response()
 

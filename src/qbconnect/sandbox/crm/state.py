@@ -83,6 +83,10 @@ class CrmSandbox:
         self.webhook_public_key_pem: str = self._signer.ed25519_public_key_pem
         self.legacy_rsa_public_key_pem: str = self._signer.rsa_public_key_pem
         self.next_location_id: str | None = None
+        # Agency (bulk) installs: set ``next_bulk_install`` to location ids and the next install is a
+        # Company grant approving them; ``agency_installs`` is what /oauth/installedLocations lists.
+        self.next_bulk_install: list[str] | None = None
+        self.agency_installs: dict[str, set[str]] = {}
         self.request_log: list[RequestRecord] = []
         self.emitted_webhooks: list[dict[str, Any]] = []
         self.locations: dict[str, Location] = {}

@@ -23,9 +23,10 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from qbconnect.clock import as_utc, utcnow
+from qbconnect.connections import service as connections_service
 from qbconnect.connections import state as connections_state
 from qbconnect.crm.events import CrmEvent
-from qbconnect.db.models import InboxEvent, Location, QboConnection, WebhookRefusal
+from qbconnect.db.models import CrmCompany, InboxEvent, Location, QboConnection, WebhookRefusal
 from qbconnect.qbo.webhooks import QboEvent
 from qbconnect.runtime import Runtime
 from qbconnect.sync.engine import jobs, routing
@@ -33,6 +34,7 @@ from qbconnect.sync.engine import jobs, routing
 log = structlog.get_logger(__name__)
 
 UNINSTALL_TYPES = frozenset({"UNINSTALL", "AppUninstall"})
+INSTALL_TYPES = frozenset({"INSTALL", "AppInstall"})
 REFUSED = "refused"
 
 
@@ -140,6 +142,9 @@ def _intake_crm(session: Session, event: CrmEvent, body_text: str) -> str:
     )
     if not _store(session, row):
         return "duplicate"
+    if event.type in INSTALL_TYPES and (agency := _agency_location_install(session, event, location)) is not None:
+        row.outcome = agency
+        return row.outcome
     if event.type in UNINSTALL_TYPES:
         if location is not None and _stale_uninstall(event, location):
             log.warning("intake.crm.stale_uninstall", event_id=event.event_id, location_id=location.id)
@@ -160,6 +165,24 @@ def _intake_crm(session: Session, event: CrmEvent, body_text: str) -> str:
         jobs.enqueue(session, location.id, req.kind, req.entity_id, req.reason)
     row.outcome = "queued"
     return row.outcome
+
+
+# --- Agency installs -------------------------------------------------------------------------------
+def _agency_location_install(session: Session, event: CrmEvent, location: Location | None) -> str | None:
+    """INSTALL of a location under an agency that installed the app (a location added to a bulk install):
+    the location is installed, its token is minted from the company's on first use. None: not that case
+    (the event is handled as before)."""
+    company_id = event.body.get("companyId")
+    if not event.location_id or not isinstance(company_id, str) or not company_id:
+        return None
+    if location is not None and location.crm_status != "uninstalled":
+        return None
+    company = session.get(CrmCompany, company_id)
+    if company is None or company.status != "installed":
+        return None
+    connections_service.install_agency_location(session, company_id, event.location_id)
+    log.info("intake.crm.agency_location_installed", location_id=event.location_id, company_id=company_id)
+    return "agency_install"
 
 
 def intake_qbo(runtime: Runtime, events: list[QboEvent], body_text: str) -> Intake:
