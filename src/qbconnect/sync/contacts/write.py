@@ -22,7 +22,7 @@ from qbconnect.crm.client import CrmClient
 from qbconnect.domain.customer import contact_fields_from_qbo_customer, customer_content_hash
 from qbconnect.errors import PermanentError, TransientError
 from qbconnect.ratelimit import Budget, RateLimiter
-from qbconnect.sync.links.customers import LinkSnapshot
+from qbconnect.sync.links.customers import CustomerLink
 
 
 class Action(StrEnum):
@@ -66,7 +66,7 @@ def customer_label(customer: dict[str, Any]) -> str:
 
 def plan_contact(
     customer: dict[str, Any],
-    link: LinkSnapshot | None,
+    link: CustomerLink | None,
     *,
     without_email: str,
     realm_id: str | None = None,
