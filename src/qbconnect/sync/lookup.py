@@ -15,8 +15,14 @@ no QuickBooks call on it. Link rows written here:
 ``data["realm_id"]`` names the company a row belongs to; a row of another company (after a reconnect to a
 different company) is ignored and overwritten.
 
-Customers: the link (by CRM contact id) → a QuickBooks query by email (case-insensitive; active first,
-then the oldest Id) → a new customer. Creating is serialised per contact by a link row holding the
+Customers (one identity, ``sync/links/customers.py``): what the product already knows (the link of the
+contact, else a link with the same normalised email, whichever path wrote it: the contact import, a
+customer webhook, the change sweep, an earlier invoice or receipt) costs no QuickBooks call. For an email
+the product has never seen: when the contact import has seen every customer (it started within the change
+data capture window), one CDC read since that import tells whether QuickBooks has it now; otherwise a
+QuickBooks query by email (last resort: QuickBooks documents no email filter) and, since its empty answer
+proves nothing (addresses with ``+`` have been reported missing), a CDC read of the last 30 days. Matches:
+active first, then the oldest Id. Only then a new customer. Creating is serialised per contact by a link row holding the
 ``requestid``, committed before the call, so two jobs never create two customers for the same email and a
 crash replays the same request. A DisplayName already in use (6240) moves on to the next deterministic
 candidate (``Jane Doe`` → ``Jane Doe (jane@x.com)`` → ``Jane Doe (CRM 1a2b3c)`` → …).
@@ -25,10 +31,12 @@ candidate (``Jane Doe`` → ``Jane Doe (jane@x.com)`` → ``Jane Doe (CRM 1a2b3c
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from qbconnect.clock import utcnow
 from qbconnect.domain.crm_models import CrmContactDetails, CrmLine
 from qbconnect.domain.customer import QboCustomerDraft, clean_name, display_name_candidates, normalize_email
 from qbconnect.domain.invoice import ROUNDING_ITEM_NAME
@@ -36,9 +44,13 @@ from qbconnect.domain.location_settings import LocationSettings
 from qbconnect.errors import PermanentError, TransientError
 from qbconnect.qbo.client import QboClient, escape_query_value
 from qbconnect.qbo.faults import DuplicateName
+from qbconnect.sync.contacts.state import IMPORT_KEY, read_state
 from qbconnect.sync.engine.context import JobContext
 from qbconnect.sync.links import customers, lists
 
+CDC_LOOKBACK = timedelta(days=30) - timedelta(hours=1)  # Intuit's change data capture looks back 30 days
+CDC_OVERLAP = timedelta(minutes=5)
+CDC_FULL_ANSWER = 1000  # Intuit returns at most this many objects per entity: a full answer is not complete
 REQUEST_NAMESPACE = uuid.UUID("6f1c1a52-7f0e-4a55-9d1c-0b8f3f9e2a10")
 DEFAULT_ITEM_NAME = "Services"
 UNNAMED_ITEM = "Sales"
@@ -87,32 +99,35 @@ def customers_by_email(qbo: QboClient, email: str) -> list[dict[str, Any]]:
 def resolve_customer(
     ctx: JobContext, contact: CrmContactDetails, qbo: QboClient, *, currency: str | None = None
 ) -> str:
-    """The QuickBooks Customer Id for a CRM contact: link → query by email → create (never a second
-    customer for the same email). ``currency`` is given only for multicurrency companies: a customer's
-    currency is fixed in QuickBooks, so only a customer in that currency matches."""
+    """The QuickBooks Customer Id for a CRM contact: the customer link → QuickBooks (change data capture,
+    or a query by email as a last resort) → create (never a second customer for the same email).
+    ``currency`` is given only for multicurrency companies: a customer's currency is fixed in QuickBooks,
+    so only a customer in that currency matches."""
     realm_id = qbo.realm_id
     email = normalize_email(contact.email)
     key = contact.id or (f"email:{email}" if email else None)
     if key is None:
         raise PermanentError("The CRM contact has neither an id nor an email address, so no customer can be chosen.")
+    currency = currency.upper() if currency else None
     if currency:
-        key = f"{key}|{currency.upper()}"
-    link = customers.find_customer(ctx.session, ctx.location_id, key)
-    if link is not None and link.qbo_id and link.belongs_to(realm_id):
-        return link.qbo_id
-    if link is None and email:
-        # the same person under another contact id (or a link written by the customer import)
-        for other in customers.customers_with_email(ctx.session, ctx.location_id, email):
-            if other.belongs_to(realm_id) and (not currency or other.crm_id.endswith(f"|{currency.upper()}")):
-                assert other.qbo_id is not None
-                _save_customer(ctx, key, other.qbo_id, realm_id, email)
-                return other.qbo_id
+        key = f"{key}|{currency}"
+    known = customers.known_customer(
+        ctx.session, ctx.location_id, contact_id=contact.id, email=email, realm_id=realm_id, currency=currency
+    )
+    if known is not None:
+        assert known.qbo_id is not None
+        if known.crm_id not in (contact.id, key):
+            # the same person under another contact id (or an email-keyed link): link this contact too
+            mine = customers.find_customer(ctx.session, ctx.location_id, key)
+            if mine is None or not mine.serves(realm_id, currency):
+                _save_customer(ctx, key, known.qbo_id, realm_id, email, currency)
+        return known.qbo_id
 
     if email:
-        match = _pick([c for c in customers_by_email(qbo, email) if _currency_ok(c, currency)])
+        match = _customer_in_quickbooks(ctx, qbo, email, currency)
         if match is not None:
             match = _reactivate(qbo, "Customer", match, request_id(ctx.location_id, "customer-activate", match["Id"]))
-            _save_customer(ctx, key, str(match["Id"]), realm_id, email)
+            _save_customer(ctx, key, str(match["Id"]), realm_id, email, currency)
             return str(match["Id"])
 
     # Claim the creation: the link row (unique per contact) holds the requestid before the call.
@@ -129,12 +144,55 @@ def resolve_customer(
         except DuplicateName:
             ctx.log.info("customer.name_taken", display_name=name, realm_id=realm_id)
             continue
-        _save_customer(ctx, key, str(created["Id"]), realm_id, email)
+        _save_customer(ctx, key, str(created["Id"]), realm_id, email, currency)
         return str(created["Id"])
     raise PermanentError(
         f'Every QuickBooks customer name tried for "{draft.display_name}" is already in use '
         f"({', '.join(names)}). Rename one of them in QuickBooks, then retry."
     )
+
+
+def _has_email(customer: dict[str, Any], email: str) -> bool:
+    return normalize_email((customer.get("PrimaryEmailAddr") or {}).get("Address")) == email
+
+
+def _import_started(ctx: JobContext, realm_id: str) -> datetime | None:
+    """When the last complete contact import of this company started, if it did within the CDC window:
+    every customer changed before then is in the link table."""
+    progress = read_state(ctx.session, ctx.location_id, IMPORT_KEY)
+    if progress.get("status") != "done" or progress.get("realm_id") != realm_id:
+        return None
+    try:
+        started = datetime.fromisoformat(str(progress.get("started_at")))
+    except ValueError:
+        return None
+    if started.tzinfo is None or utcnow() - started > CDC_LOOKBACK:
+        return None
+    return started
+
+
+def _changed_customers(qbo: QboClient, since: datetime) -> tuple[list[dict[str, Any]], bool]:
+    """Customers changed in QuickBooks since ``since`` (deleted ones left out), and whether the answer is whole."""
+    changed, _ = qbo.cdc(["Customer"], since)
+    found = changed.get("Customer") or []
+    alive = [c for c in found if str(c.get("status") or "").lower() != "deleted"]
+    return alive, len(found) < CDC_FULL_ANSWER
+
+
+def _customer_in_quickbooks(ctx: JobContext, qbo: QboClient, email: str, currency: str | None) -> dict[str, Any] | None:
+    """A QuickBooks customer with this email that the product has never seen, or None."""
+    started = _import_started(ctx, qbo.realm_id)
+    if started is not None:
+        changed, whole = _changed_customers(qbo, started - CDC_OVERLAP)
+        match = _pick([c for c in changed if _has_email(c, email) and _currency_ok(c, currency)])
+        if match is not None or whole:
+            return match
+    match = _pick([c for c in customers_by_email(qbo, email) if _currency_ok(c, currency)])
+    if match is not None:
+        return match
+    # An empty answer proves nothing: look at what changed in QuickBooks lately.
+    changed, _ = _changed_customers(qbo, utcnow() - CDC_LOOKBACK)
+    return _pick([c for c in changed if _has_email(c, email) and _currency_ok(c, currency)])
 
 
 def _currency_ok(customer: dict[str, Any], currency: str | None) -> bool:
@@ -144,8 +202,12 @@ def _currency_ok(customer: dict[str, Any], currency: str | None) -> bool:
     return str(ref.get("value") or currency).upper() == currency.upper()
 
 
-def _save_customer(ctx: JobContext, key: str, qbo_id: str, realm_id: str, email: str | None) -> None:
-    customers.save_customer(ctx.session, ctx.location_id, key, qbo_id, realm_id=realm_id, email=email)
+def _save_customer(
+    ctx: JobContext, key: str, qbo_id: str, realm_id: str, email: str | None, currency: str | None
+) -> None:
+    customers.save_customer(
+        ctx.session, ctx.location_id, key, qbo_id, realm_id=realm_id, email=email, currency=currency
+    )
 
 
 def _claim(ctx: JobContext, key: str, realm_id: str, email: str | None) -> customers.CustomerLink:

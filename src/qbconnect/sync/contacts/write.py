@@ -44,6 +44,7 @@ class ContactPlan:
     phone: str | None
     linked_contact_id: str | None = None
     update_by_id: bool = False
+    currency: str | None = None  # the customer's CurrencyRef, kept in its link
 
     @property
     def match_key(self) -> str:
@@ -62,6 +63,12 @@ class ContactWrite:
 def customer_label(customer: dict[str, Any]) -> str:
     name = customer.get("DisplayName") or customer.get("FullyQualifiedName") or ""
     return str(name).strip() or f"customer {customer.get('Id')}"
+
+
+def customer_currency(customer: dict[str, Any]) -> str | None:
+    ref = customer.get("CurrencyRef")
+    value = ref.get("value") if isinstance(ref, dict) else None
+    return str(value).upper() if value else None
 
 
 def plan_contact(
@@ -89,6 +96,7 @@ def plan_contact(
             content_hash=content_hash,
             email=email,
             phone=phone,
+            currency=customer_currency(customer),
             **extra,
         )
 

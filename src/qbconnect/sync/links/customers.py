@@ -8,13 +8,18 @@ keeps ``qbo_id`` and the others are kept as *aliases* in ``data["aliases"]`` (QB
 When several rows name the same customer (a merge re-pointed one, or the contact changed), the most
 recently written row wins.
 
+One customer identity: whichever path meets a customer first (the import, a customer webhook, the change
+sweep, an invoice, a sales receipt) writes the row, and :func:`known_customer` reads it for all of them,
+by contact id first, then by email. Emails are stored normalised (trimmed, lower-cased; sub-addresses
+such as ``ana+shop@…`` kept exactly), so the index matches what the CRM and QuickBooks hold in any case.
+
 The invoice and sales-receipt lookup (``sync/lookup.py``) keys its rows by contact id, or
 ``email:<address>`` for a contact without an id, with ``|<CURRENCY>`` appended in multicurrency
 companies, and stores the customer create's ``requestid`` in ``request_id`` before the call.
 
-``data`` keys: ``realm_id`` (the QuickBooks company), ``source`` (``quickbooks`` when the import wrote the
-row), ``phone``, ``aliases`` (QBO id → content hash), ``qbo_active`` (false once made inactive),
-``qbo_deleted``, ``merged_from``.
+``data`` keys: ``realm_id`` (the QuickBooks company), ``currency`` (the customer's, when known: fixed in
+QuickBooks), ``source`` (``quickbooks`` when the import wrote the row), ``phone``, ``aliases`` (QBO id →
+content hash), ``qbo_active`` (false once made inactive), ``qbo_deleted``, ``merged_from``.
 
 All customer-link queries live here. Nothing here talks to a platform.
 """
@@ -48,6 +53,20 @@ class CustomerLink:
     aliases: dict[str, str] = field(default_factory=dict)
     deleted: bool = False  # the customer is gone from QuickBooks (the contact stays)
     request_id: str | None = None  # the customer create's requestid, stored before the call
+    currency: str | None = None  # the customer's currency, when recorded
+
+    def currency_of(self) -> str | None:
+        """The customer's currency: recorded, or named by a ``…|<CURRENCY>`` key."""
+        if self.currency:
+            return self.currency
+        _, bar, suffix = self.crm_id.rpartition("|")
+        return suffix if bar and suffix.isalpha() and len(suffix) == 3 else None
+
+    def serves(self, realm_id: str, currency: str | None) -> bool:
+        """Can an invoice or receipt of this company (in ``currency``, multicurrency only) use this link?"""
+        if not self.qbo_id or self.deleted or not self.belongs_to(realm_id):
+            return False
+        return not currency or (self.currency_of() or "").upper() == currency.upper()
 
     def belongs_to(self, realm_id: str) -> bool:
         """A link without a realm (written by code that did not record it) is taken as this company's."""
@@ -75,6 +94,7 @@ class CustomerLink:
             aliases={str(k): str(v) for k, v in aliases.items()} if isinstance(aliases, dict) else {},
             deleted=bool(data.get("qbo_deleted")),
             request_id=row.request_id,
+            currency=str(data["currency"]).upper() if isinstance(data.get("currency"), str) else None,
         )
 
 
@@ -136,6 +156,7 @@ def record_contact(
     content_hash: str,
     realm_id: str | None,
     phone: str | None = None,
+    currency: str | None = None,
 ) -> None:
     """Store that ``contact_id`` now holds QuickBooks customer ``qbo_id`` as of ``content_hash``."""
     row = _row_for_contact(session, location_id, contact_id)
@@ -143,6 +164,8 @@ def record_contact(
         data: dict[str, Any] = {"realm_id": realm_id, "source": "quickbooks"}
         if phone:
             data["phone"] = phone
+        if currency:
+            data["currency"] = currency.upper()
         new = Link(
             location_id=location_id,
             kind=LINK_KIND,
@@ -170,6 +193,10 @@ def record_contact(
         data["realm_id"] = realm_id
         if phone:
             data["phone"] = phone
+        if currency:
+            data["currency"] = currency.upper()
+        else:
+            data.pop("currency", None)
         aliases = dict(data.get("aliases") or {})
         if aliases.pop(qbo_id, None) is not None:
             data["aliases"] = aliases
@@ -277,8 +304,41 @@ def customers_with_email(session: Session, location_id: str, email: str) -> list
     ]
 
 
+def known_customer(
+    session: Session,
+    location_id: str,
+    *,
+    contact_id: str | None,
+    email: str | None,
+    realm_id: str,
+    currency: str | None,
+) -> CustomerLink | None:
+    """The QuickBooks customer the product already knows for this contact: its link (by contact id, or
+    ``<contact id>|<CURRENCY>``), else a link with the same normalised email — whichever path wrote it.
+    ``currency`` is given for multicurrency companies only: then only a customer in that currency serves."""
+    keys = [contact_id, f"{contact_id}|{currency.upper()}" if currency else None] if contact_id else []
+    for key in keys:
+        if key is None:
+            continue
+        link = find_customer(session, location_id, key)
+        if link is not None and link.serves(realm_id, currency):
+            return link
+    if email:
+        for link in customers_with_email(session, location_id, email):
+            if link.serves(realm_id, currency):
+                return link
+    return None
+
+
 def save_customer(
-    session: Session, location_id: str, key: str, qbo_id: str, *, realm_id: str, email: str | None
+    session: Session,
+    location_id: str,
+    key: str,
+    qbo_id: str,
+    *,
+    realm_id: str,
+    email: str | None,
+    currency: str | None = None,
 ) -> CustomerLink:
     """Store that ``key`` is QuickBooks customer ``qbo_id`` of company ``realm_id``."""
     row = _row_for_contact(session, location_id, key)
@@ -288,7 +348,8 @@ def save_customer(
     row.qbo_id = qbo_id
     if email is not None:
         row.email = email
-    row.data = {**(row.data or {}), "realm_id": realm_id}
+    extra = {"currency": currency.upper()} if currency else {}
+    row.data = {**(row.data or {}), **extra, "realm_id": realm_id}
     session.flush()
     return CustomerLink.of(row)
 
