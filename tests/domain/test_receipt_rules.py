@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from qbconnect.db.models import Link
+from qbconnect.db.link_model import Link
 from qbconnect.domain.crm_models import CrmOrder, CrmTransaction
 from qbconnect.domain.location_settings import LocationSettings
 from qbconnect.domain.receipt_rules import (
@@ -160,8 +160,8 @@ def test_tax_mapping_and_payment_method_keys_come_from_the_settings() -> None:
 # ---- the link row ------------------------------------------------------------------------------------
 
 
-def _link(qbo_id: str | None = None, **data: Any) -> Link:
-    return Link(location_id="loc", kind=links.KIND, crm_id="txn-1", qbo_id=qbo_id, data=data)
+def _link(qbo_id: str | None = None, **data: Any) -> links.ReceiptLink:
+    return links.ReceiptLink.of(Link(location_id="loc", kind=links.KIND, crm_id="txn-1", qbo_id=qbo_id, data=data))
 
 
 def test_look_reason_for_every_link_state() -> None:

@@ -17,7 +17,8 @@ from sqlalchemy import select
 import qbconnect.sync.contacts.importer as contact_import
 from qbconnect.clock import utcnow
 from qbconnect.crm.client import CrmClient
-from qbconnect.db.models import Activity, Link, Location, SyncJob
+from qbconnect.db.link_model import Link
+from qbconnect.db.models import Activity, Location, SyncJob
 from qbconnect.errors import TransientError
 from qbconnect.sandbox.stack import Stack
 from qbconnect.services.status import location_overviews

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from qbconnect.db.models import Activity, Link, Location
+from qbconnect.db.link_model import Link
+from qbconnect.db.models import Activity, Location
 from qbconnect.sandbox.stack import Stack
 from qbconnect.sync.engine import clients as job_clients
 from qbconnect.sync.engine.registry import PERIODIC

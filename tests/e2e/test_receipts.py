@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from qbconnect.db.models import Activity, Link, Location
+from qbconnect.db.link_model import Link
+from qbconnect.db.models import Activity, Location
 from qbconnect.domain.location_settings import load
 from qbconnect.qbo.client import QboClient
 from qbconnect.sandbox.stack import Stack

@@ -8,7 +8,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from qbconnect.db.models import Activity, Link, SyncJob
+from qbconnect.db.link_model import Link
+from qbconnect.db.models import Activity, SyncJob
 from tests.conftest import TEST_ADMIN
 from tests.support.stack_fixtures import Connected, connected, stack  # noqa: F401
 

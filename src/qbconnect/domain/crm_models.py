@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from qbconnect.domain.money import to_decimal
+from qbconnect.domain.money import parse_amount
 
 ZERO = Decimal(0)
 
@@ -28,15 +28,11 @@ def _str(value: Any) -> str | None:
 
 
 def _amount(value: Any, default: Decimal = ZERO) -> Decimal:
-    if value is None or value == "":
-        return default
-    return to_decimal(value)
+    return parse_amount(value, default)
 
 
 def _optional_amount(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    return to_decimal(value)
+    return parse_amount(value, None)
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

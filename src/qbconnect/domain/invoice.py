@@ -34,7 +34,7 @@ from qbconnect.domain.company import CompanyFacts, TaxMapping
 from qbconnect.domain.crm_models import CrmDiscount, CrmInvoice, CrmLine
 from qbconnect.domain.crm_totals import InvoiceBreakdown, crm_breakdown, discount_eligible
 from qbconnect.domain.errors import MappingError
-from qbconnect.domain.money import HUNDRED, quantum, round_money, to_decimal
+from qbconnect.domain.money import HUNDRED, parse_amount, quantum, round_money
 
 DOC_NUMBER_LIMIT = 21
 DESCRIPTION_LIMIT = 4000
@@ -440,12 +440,7 @@ def expected_totals(inv: CrmInvoice) -> tuple[Decimal, Decimal]:
 
 
 def _dec(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        return to_decimal(value)
-    except ValueError:
-        return None
+    return parse_amount(value, None, lenient=True)
 
 
 def _ref(value: Any) -> str | None:

@@ -24,6 +24,7 @@ from typing import Any
 from qbconnect.domain import jsonutil
 from qbconnect.domain.crm_models import CrmInvoice
 from qbconnect.domain.invoice import expected_totals
+from qbconnect.domain.money import amount as money
 from qbconnect.domain.money import round_money
 from qbconnect.errors import PermanentError
 
@@ -66,12 +67,6 @@ def content_hash(desired: Mapping[str, Any], inv: CrmInvoice) -> str:
     """What the last complete run made QuickBooks equal to: the invoice body, the amount paid, the status."""
     payload = {"invoice": desired, "paid": round_money(inv.amount_paid, inv.currency), "status": inv.status}
     return hashlib.sha256(jsonutil.dumps(payload)).hexdigest()
-
-
-def money(value: Any) -> Decimal:
-    if isinstance(value, Decimal):
-        return value
-    return Decimal(str(value if value not in (None, "") else 0))
 
 
 def check_exact(qbo_invoice: Mapping[str, Any], total: Decimal, due: Decimal, name: str) -> None:

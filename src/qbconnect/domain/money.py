@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import overload
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -68,6 +69,37 @@ def to_decimal(value: object) -> Decimal:
     if not result.is_finite():
         raise ValueError(f"not an amount: {value!r}")
     return result
+
+
+@overload
+def parse_amount(value: object, default: Decimal, *, lenient: bool = False) -> Decimal: ...
+@overload
+def parse_amount(value: object, default: None, *, lenient: bool = False) -> Decimal | None: ...
+def parse_amount(value: object, default: Decimal | None, *, lenient: bool = False) -> Decimal | None:
+    """The one money parser for amounts that may be missing: a platform's field or a stored figure.
+
+    ``None`` and empty text give ``default``; anything else is :func:`to_decimal` (exact, no
+    rounding; floats go through ``str``). An unparsable value (a boolean, text that is no number, NaN, an
+    infinity) raises ``ValueError``, or gives ``default`` when ``lenient``.
+
+    It replaces the private parsers the sync used to keep; their differences, kept by the callers' choice
+    of ``default`` and ``lenient``: QuickBooks amounts (``TotalAmt``, ``Balance``) use ``Decimal(0)``, strict
+    (before, empty text raised ``InvalidOperation`` in one of them and NaN passed through; QuickBooks sends
+    neither); stored link figures and review amounts use ``lenient`` (a bad figure counts as zero).
+    """
+    if value is None or value == "":
+        return default
+    try:
+        return to_decimal(value)
+    except ValueError:
+        if lenient:
+            return default
+        raise
+
+
+def amount(value: object) -> Decimal:
+    """A QuickBooks amount (``TotalAmt``, ``Balance``, a line's ``Amount``): missing or empty is zero."""
+    return parse_amount(value, Decimal(0))
 
 
 def round_money(value: Decimal, currency: str = "USD") -> Decimal:

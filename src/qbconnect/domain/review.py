@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlparse
 
-from qbconnect.domain.money import to_decimal
+from qbconnect.domain.money import parse_amount
 
 DEFAULT_SUBJECT = "Thank you from {business_name}"
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z_.]+)\s*\}\}|\{([a-zA-Z_]+)\}")
@@ -37,10 +37,7 @@ def first_invoice(invoices: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | 
 
 
 def _amount(value: Any) -> Decimal:
-    try:
-        return to_decimal(value)
-    except ValueError:
-        return Decimal(0)
+    return parse_amount(value, Decimal(0), lenient=True)
 
 
 def is_first_invoice_fully_paid(invoices: Sequence[Mapping[str, Any]], paid_invoice_ids: Collection[str]) -> bool:

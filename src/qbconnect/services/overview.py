@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
 from qbconnect.connections.state import connection_of, is_syncing
-from qbconnect.db.models import Activity, Link, Location, QboConnection
+from qbconnect.db.models import Activity, Location, QboConnection
 from qbconnect.services.activity_log import health as log_health
 from qbconnect.sync.engine import jobs
+from qbconnect.sync.links import rows as links
 
 EXPIRING_SOON = timedelta(days=14)
 
@@ -117,7 +118,7 @@ def location_json(session: Session, location: Location) -> dict[str, Any]:
         "counts": {
             "jobs": jobs.counts_by_state(session, location.id),
             "activity": _grouped(session, Activity.status, location.id, Activity),
-            "links": _grouped(session, Link.kind, location.id, Link),
+            "links": links.counts_by_kind(session, location.id),
         },
         "customer_import": customer_import_progress(location),
     }

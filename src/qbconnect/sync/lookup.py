@@ -1,8 +1,9 @@
 """Find-or-create the QuickBooks list objects a CRM transaction needs: customer, items, payment method,
 the Undeposited Funds account. Used by the invoice and sales-receipt handlers.
 
-Every answer is cached per QuickBooks company in the link table (``Link``), so once a customer or item is
-known a job spends no QuickBooks call on it. Link rows written here:
+Every answer is cached per QuickBooks company in the link table, through the link repository
+(``sync/links/customers.py`` and ``sync/links/lists.py``), so once a customer or item is known a job spends
+no QuickBooks call on it. Link rows written here:
 
 | kind             | crm_id                                   | qbo_id          | notes                         |
 |------------------|------------------------------------------|-----------------|-------------------------------|
@@ -14,8 +15,14 @@ known a job spends no QuickBooks call on it. Link rows written here:
 ``data["realm_id"]`` names the company a row belongs to; a row of another company (after a reconnect to a
 different company) is ignored and overwritten.
 
-Customers: the link (by CRM contact id) → a QuickBooks query by email (case-insensitive; active first,
-then the oldest Id) → a new customer. Creating is serialised per contact by a link row holding the
+Customers (one identity, ``sync/links/customers.py``): what the product already knows (the link of the
+contact, else a link with the same normalised email, whichever path wrote it: the contact import, a
+customer webhook, the change sweep, an earlier invoice or receipt) costs no QuickBooks call. For an email
+the product has never seen: when the contact import has seen every customer (it started within the change
+data capture window), one CDC read since that import tells whether QuickBooks has it now; otherwise a
+QuickBooks query by email (last resort: QuickBooks documents no email filter) and, since its empty answer
+proves nothing (addresses with ``+`` have been reported missing), a CDC read of the last 30 days. Matches:
+active first, then the oldest Id. Only then a new customer. Creating is serialised per contact by a link row holding the
 ``requestid``, committed before the call, so two jobs never create two customers for the same email and a
 crash replays the same request. A DisplayName already in use (6240) moves on to the next deterministic
 candidate (``Jane Doe`` → ``Jane Doe (jane@x.com)`` → ``Jane Doe (CRM 1a2b3c)`` → …).
@@ -24,14 +31,12 @@ candidate (``Jane Doe`` → ``Jane Doe (jane@x.com)`` → ``Jane Doe (CRM 1a2b3c
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from qbconnect.db.models import Link
+from qbconnect.clock import utcnow
 from qbconnect.domain.crm_models import CrmContactDetails, CrmLine
 from qbconnect.domain.customer import QboCustomerDraft, clean_name, display_name_candidates, normalize_email
 from qbconnect.domain.invoice import ROUNDING_ITEM_NAME
@@ -39,8 +44,13 @@ from qbconnect.domain.location_settings import LocationSettings
 from qbconnect.errors import PermanentError, TransientError
 from qbconnect.qbo.client import QboClient, escape_query_value
 from qbconnect.qbo.faults import DuplicateName
+from qbconnect.sync.contacts.state import IMPORT_KEY, read_state
 from qbconnect.sync.engine.context import JobContext
+from qbconnect.sync.links import customers, lists
 
+CDC_LOOKBACK = timedelta(days=30) - timedelta(hours=1)  # Intuit's change data capture looks back 30 days
+CDC_OVERLAP = timedelta(minutes=5)
+CDC_FULL_ANSWER = 1000  # Intuit returns at most this many objects per entity: a full answer is not complete
 REQUEST_NAMESPACE = uuid.UUID("6f1c1a52-7f0e-4a55-9d1c-0b8f3f9e2a10")
 DEFAULT_ITEM_NAME = "Services"
 UNNAMED_ITEM = "Sales"
@@ -51,55 +61,11 @@ def request_id(*parts: object) -> str:
     return str(uuid.uuid5(REQUEST_NAMESPACE, "|".join(str(p) for p in parts)))
 
 
-# ---- link table ----------------------------------------------------------------------------------
+# ---- list links ----------------------------------------------------------------------------------
 
 
-def find_link(session: Session, location_id: str, kind: str, crm_id: str) -> Link | None:
-    return session.execute(
-        select(Link).where(Link.location_id == location_id, Link.kind == kind, Link.crm_id == crm_id)
-    ).scalar_one_or_none()
-
-
-def link_realm(link: Link) -> str | None:
-    value = (link.data or {}).get("realm_id")
-    return str(value) if value else None
-
-
-def belongs_to(link: Link, realm_id: str) -> bool:
-    """A link without a realm (written by code that does not record it) is taken as this company's."""
-    realm = link_realm(link)
-    return realm is None or realm == realm_id
-
-
-def save_link(
-    session: Session,
-    location_id: str,
-    kind: str,
-    crm_id: str,
-    qbo_id: str | None,
-    *,
-    realm_id: str,
-    email: str | None = None,
-    **data: Any,
-) -> Link:
-    """Create or update the link ``(location, kind, crm_id)``."""
-    link = find_link(session, location_id, kind, crm_id)
-    if link is None:
-        link = Link(location_id=location_id, kind=kind, crm_id=crm_id, data={})
-        session.add(link)
-    link.qbo_id = qbo_id
-    if email is not None:
-        link.email = email
-    link.data = {**(link.data or {}), **data, "realm_id": realm_id}
-    session.flush()
-    return link
-
-
-def _cached(ctx: JobContext, kind: str, crm_id: str, realm_id: str) -> str | None:
-    link = find_link(ctx.session, ctx.location_id, kind, crm_id)
-    if link is not None and link.qbo_id and belongs_to(link, realm_id):
-        return link.qbo_id
-    return None
+def _cached(ctx: JobContext, kind: lists.ListKind, key: str, realm_id: str) -> str | None:
+    return lists.cached_id(ctx.session, ctx.location_id, kind, key, realm_id)
 
 
 def _pick(objects: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -133,40 +99,35 @@ def customers_by_email(qbo: QboClient, email: str) -> list[dict[str, Any]]:
 def resolve_customer(
     ctx: JobContext, contact: CrmContactDetails, qbo: QboClient, *, currency: str | None = None
 ) -> str:
-    """The QuickBooks Customer Id for a CRM contact: link → query by email → create (never a second
-    customer for the same email). ``currency`` is given only for multicurrency companies: a customer's
-    currency is fixed in QuickBooks, so only a customer in that currency matches."""
+    """The QuickBooks Customer Id for a CRM contact: the customer link → QuickBooks (change data capture,
+    or a query by email as a last resort) → create (never a second customer for the same email).
+    ``currency`` is given only for multicurrency companies: a customer's currency is fixed in QuickBooks,
+    so only a customer in that currency matches."""
     realm_id = qbo.realm_id
     email = normalize_email(contact.email)
     key = contact.id or (f"email:{email}" if email else None)
     if key is None:
         raise PermanentError("The CRM contact has neither an id nor an email address, so no customer can be chosen.")
+    currency = currency.upper() if currency else None
     if currency:
-        key = f"{key}|{currency.upper()}"
-    link = find_link(ctx.session, ctx.location_id, "customer", key)
-    if link is not None and link.qbo_id and belongs_to(link, realm_id):
-        return link.qbo_id
-    if link is None and email:
-        # the same person under another contact id (or a link written by the customer import)
-        same_email = ctx.session.execute(
-            select(Link).where(
-                Link.location_id == ctx.location_id,
-                Link.kind == "customer",
-                Link.email == email,
-                Link.qbo_id.is_not(None),
-            )
-        ).scalars()
-        for other in same_email:
-            if belongs_to(other, realm_id) and (not currency or other.crm_id.endswith(f"|{currency.upper()}")):
-                assert other.qbo_id is not None
-                save_link(ctx.session, ctx.location_id, "customer", key, other.qbo_id, realm_id=realm_id, email=email)
-                return other.qbo_id
+        key = f"{key}|{currency}"
+    known = customers.known_customer(
+        ctx.session, ctx.location_id, contact_id=contact.id, email=email, realm_id=realm_id, currency=currency
+    )
+    if known is not None:
+        assert known.qbo_id is not None
+        if known.crm_id not in (contact.id, key):
+            # the same person under another contact id (or an email-keyed link): link this contact too
+            mine = customers.find_customer(ctx.session, ctx.location_id, key)
+            if mine is None or not mine.serves(realm_id, currency):
+                _save_customer(ctx, key, known.qbo_id, realm_id, email, currency)
+        return known.qbo_id
 
     if email:
-        match = _pick([c for c in customers_by_email(qbo, email) if _currency_ok(c, currency)])
+        match = _customer_in_quickbooks(ctx, qbo, email, currency)
         if match is not None:
             match = _reactivate(qbo, "Customer", match, request_id(ctx.location_id, "customer-activate", match["Id"]))
-            save_link(ctx.session, ctx.location_id, "customer", key, str(match["Id"]), realm_id=realm_id, email=email)
+            _save_customer(ctx, key, str(match["Id"]), realm_id, email, currency)
             return str(match["Id"])
 
     # Claim the creation: the link row (unique per contact) holds the requestid before the call.
@@ -183,12 +144,55 @@ def resolve_customer(
         except DuplicateName:
             ctx.log.info("customer.name_taken", display_name=name, realm_id=realm_id)
             continue
-        save_link(ctx.session, ctx.location_id, "customer", key, str(created["Id"]), realm_id=realm_id, email=email)
+        _save_customer(ctx, key, str(created["Id"]), realm_id, email, currency)
         return str(created["Id"])
     raise PermanentError(
         f'Every QuickBooks customer name tried for "{draft.display_name}" is already in use '
         f"({', '.join(names)}). Rename one of them in QuickBooks, then retry."
     )
+
+
+def _has_email(customer: dict[str, Any], email: str) -> bool:
+    return normalize_email((customer.get("PrimaryEmailAddr") or {}).get("Address")) == email
+
+
+def _import_started(ctx: JobContext, realm_id: str) -> datetime | None:
+    """When the last complete contact import of this company started, if it did within the CDC window:
+    every customer changed before then is in the link table."""
+    progress = read_state(ctx.session, ctx.location_id, IMPORT_KEY)
+    if progress.get("status") != "done" or progress.get("realm_id") != realm_id:
+        return None
+    try:
+        started = datetime.fromisoformat(str(progress.get("started_at")))
+    except ValueError:
+        return None
+    if started.tzinfo is None or utcnow() - started > CDC_LOOKBACK:
+        return None
+    return started
+
+
+def _changed_customers(qbo: QboClient, since: datetime) -> tuple[list[dict[str, Any]], bool]:
+    """Customers changed in QuickBooks since ``since`` (deleted ones left out), and whether the answer is whole."""
+    changed, _ = qbo.cdc(["Customer"], since)
+    found = changed.get("Customer") or []
+    alive = [c for c in found if str(c.get("status") or "").lower() != "deleted"]
+    return alive, len(found) < CDC_FULL_ANSWER
+
+
+def _customer_in_quickbooks(ctx: JobContext, qbo: QboClient, email: str, currency: str | None) -> dict[str, Any] | None:
+    """A QuickBooks customer with this email that the product has never seen, or None."""
+    started = _import_started(ctx, qbo.realm_id)
+    if started is not None:
+        changed, whole = _changed_customers(qbo, started - CDC_OVERLAP)
+        match = _pick([c for c in changed if _has_email(c, email) and _currency_ok(c, currency)])
+        if match is not None or whole:
+            return match
+    match = _pick([c for c in customers_by_email(qbo, email) if _currency_ok(c, currency)])
+    if match is not None:
+        return match
+    # An empty answer proves nothing: look at what changed in QuickBooks lately.
+    changed, _ = _changed_customers(qbo, utcnow() - CDC_LOOKBACK)
+    return _pick([c for c in changed if _has_email(c, email) and _currency_ok(c, currency)])
 
 
 def _currency_ok(customer: dict[str, Any], currency: str | None) -> bool:
@@ -198,21 +202,23 @@ def _currency_ok(customer: dict[str, Any], currency: str | None) -> bool:
     return str(ref.get("value") or currency).upper() == currency.upper()
 
 
-def _claim(ctx: JobContext, key: str, realm_id: str, email: str | None) -> Link:
-    link = find_link(ctx.session, ctx.location_id, "customer", key)
-    if link is not None and link.request_id and belongs_to(link, realm_id):
+def _save_customer(
+    ctx: JobContext, key: str, qbo_id: str, realm_id: str, email: str | None, currency: str | None
+) -> None:
+    customers.save_customer(
+        ctx.session, ctx.location_id, key, qbo_id, realm_id=realm_id, email=email, currency=currency
+    )
+
+
+def _claim(ctx: JobContext, key: str, realm_id: str, email: str | None) -> customers.CustomerLink:
+    link = customers.find_customer(ctx.session, ctx.location_id, key)
+    if link is not None and link.request_id and link.belongs_to(realm_id):
         return link  # an earlier run claimed it and may have crashed: replay its requestid
     rid = request_id(ctx.location_id, "customer", realm_id, key)
     try:
-        with ctx.session.begin_nested():
-            if link is None:
-                link = Link(location_id=ctx.location_id, kind="customer", crm_id=key, data={})
-                ctx.session.add(link)
-            link.qbo_id = None
-            link.email = email
-            link.request_id = rid
-            link.data = {"realm_id": realm_id}
-            ctx.session.flush()
+        link = customers.claim_customer(
+            ctx.session, ctx.location_id, key, realm_id=realm_id, email=email, request_id=rid
+        )
     except IntegrityError as exc:
         ctx.session.rollback()
         raise TransientError("Another sync is creating this customer in QuickBooks; trying again shortly.") from exc
@@ -261,7 +267,7 @@ def _item_by_name(
             if item is None:
                 raise
     item = _reactivate(qbo, "Item", item, request_id(ctx.location_id, "item-activate", realm_id, item["Id"]))
-    save_link(ctx.session, ctx.location_id, "item", key, str(item["Id"]), realm_id=realm_id, name=name)
+    lists.save_list(ctx.session, ctx.location_id, "item", key, str(item["Id"]), realm_id=realm_id, name=name)
     return str(item["Id"])
 
 
@@ -292,7 +298,7 @@ def income_account(ctx: JobContext, qbo: QboClient, settings: LocationSettings) 
             "The QuickBooks company has no Income account to book new items to. Create one, or choose an "
             "income account in the settings."
         )
-    save_link(ctx.session, ctx.location_id, "account", key, str(chosen["Id"]), realm_id=realm_id)
+    lists.save_list(ctx.session, ctx.location_id, "account", key, str(chosen["Id"]), realm_id=realm_id)
     return str(chosen["Id"])
 
 
@@ -328,7 +334,7 @@ def resolve_payment_method(ctx: JobContext, name: str, type: str, qbo: QboClient
     method = _reactivate(
         qbo, "PaymentMethod", method, request_id(ctx.location_id, "pm-activate", realm_id, method["Id"])
     )
-    save_link(ctx.session, ctx.location_id, "payment_method", key, str(method["Id"]), realm_id=realm_id)
+    lists.save_list(ctx.session, ctx.location_id, "payment_method", key, str(method["Id"]), realm_id=realm_id)
     return str(method["Id"])
 
 
@@ -347,12 +353,5 @@ def undeposited_funds_account(ctx: JobContext, qbo: QboClient) -> str:
         raise PermanentError(
             "The QuickBooks company has no Undeposited Funds account. Choose a deposit account in the settings."
         )
-    save_link(ctx.session, ctx.location_id, "account", key, str(chosen["Id"]), realm_id=realm_id)
+    lists.save_list(ctx.session, ctx.location_id, "account", key, str(chosen["Id"]), realm_id=realm_id)
     return str(chosen["Id"])
-
-
-def money(value: Any) -> Decimal:
-    """A QuickBooks amount (Decimal, int or text) as Decimal."""
-    if isinstance(value, Decimal):
-        return value
-    return Decimal(str(value if value is not None else 0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -12,7 +13,7 @@ from qbconnect.errors import PermanentError, TransientError
 from qbconnect.ratelimit import Budget, RateLimiter
 from qbconnect.sync.contacts.importer import IMPORT_BUDGET, IMPORT_BUDGETS, IMPORT_SMOOTHING
 from qbconnect.sync.contacts.write import Action, ContactPlan, has_tag, plan_contact, write_contact
-from qbconnect.sync.links.customers import LinkSnapshot
+from qbconnect.sync.links.customers import CustomerLink
 
 
 def customer(**overrides: Any) -> dict[str, Any]:
@@ -29,8 +30,8 @@ def customer(**overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not None}
 
 
-def link(qbo_id: str = "58", email: str | None = "jane@example.com", content_hash: str | None = None) -> LinkSnapshot:
-    return LinkSnapshot(crm_id="c1", qbo_id=qbo_id, email=email, content_hash=content_hash, realm_id="r1")
+def link(qbo_id: str = "58", email: str | None = "jane@example.com", content_hash: str | None = None) -> CustomerLink:
+    return CustomerLink(crm_id="c1", qbo_id=qbo_id, email=email, content_hash=content_hash, realm_id="r1")
 
 
 class FakeCrm:
@@ -105,11 +106,9 @@ def test_a_changed_field_means_a_write() -> None:
 
 def test_hash_of_another_realm_or_customer_is_not_trusted() -> None:
     current = customer()
-    other_realm = link(content_hash=customer_content_hash(current))
-    other_realm.realm_id = "r2"
+    other_realm = replace(link(content_hash=customer_content_hash(current)), realm_id="r2")
     assert plan_contact(current, other_realm, without_email="skip", realm_id="r1").action is Action.WRITE
-    alias = link(qbo_id="12", content_hash="x")
-    alias.aliases["58"] = customer_content_hash(current)
+    alias = replace(link(qbo_id="12", content_hash="x"), aliases={"58": customer_content_hash(current)})
     assert plan_contact(current, alias, without_email="skip", realm_id="r1").action is Action.UNCHANGED
     assert (
         plan_contact(

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from qbconnect.db.models import Link
+from qbconnect.db.link_model import Link
 from qbconnect.domain.crm_models import CrmContactDetails, CrmLine
 from qbconnect.domain.location_settings import LocationSettings
 from qbconnect.sync import lookup as qbo_lookup

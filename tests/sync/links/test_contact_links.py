@@ -6,7 +6,8 @@ import json
 
 from sqlalchemy import select
 
-from qbconnect.db.models import InboxEvent, Link
+from qbconnect.db.link_model import Link
+from qbconnect.db.models import InboxEvent
 from qbconnect.runtime import Runtime
 from qbconnect.sync.contacts.merges import merge_survivor
 from qbconnect.sync.links.customers import (

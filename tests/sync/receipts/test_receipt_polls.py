@@ -12,7 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
-from qbconnect.db.models import Link, Location, QboConnection, SyncJob
+from qbconnect.db.link_model import Link
+from qbconnect.db.models import Location, QboConnection, SyncJob
 from qbconnect.runtime import Runtime, build_runtime
 from qbconnect.sync.engine import jobs, routing
 from qbconnect.sync.engine.registry import PERIODIC
@@ -98,4 +99,4 @@ def test_receipt_links_are_found_in_batches(sqlite_runtime: Runtime) -> None:
         session.flush()
         found = links.receipt_links(session, "loc", ["t0", "t1", "t9"])
         assert sorted(found) == ["t0", "t1"]
-        assert all(link.location_id == "loc" and link.kind == links.KIND for link in found.values())
+        assert all(link.crm_id == crm_id for crm_id, link in found.items())

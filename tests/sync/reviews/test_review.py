@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from qbconnect.clock import utcnow
-from qbconnect.db.models import Link, ReviewRequest
+from qbconnect.db.link_model import Link
+from qbconnect.db.models import ReviewRequest
 from qbconnect.domain.location_settings import load
 from qbconnect.domain.review_message import compose, inactive_reason, template_of
 from qbconnect.errors import AuthError, PermanentError, TransientError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from qbconnect.db import link_model  # noqa: F401  (registers the link table on the metadata)
 from qbconnect.db.models import Base
 from qbconnect.db.session import MIGRATE, make_engine
 

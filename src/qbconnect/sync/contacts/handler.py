@@ -130,6 +130,7 @@ def sync_customer(ctx: JobContext) -> Result:
         content_hash=plan.content_hash,
         realm_id=setup.realm_id,
         phone=plan.phone if not plan.email else None,
+        currency=plan.currency,
     )
     verb = "created" if write.created else "updated"
     tagged = f", tagged {setup.settings.contact_tag}" if write.tag_added else ""

@@ -383,6 +383,7 @@ class CustomerImport:
                 content_hash=plan.content_hash,
                 realm_id=self.setup.realm_id,
                 phone=plan.phone if not plan.email else None,
+                currency=plan.currency,
             )
         self.progress.touch(self.clock())
         write_state(session, ctx.location_id, IMPORT_KEY, self.progress.to_state())

@@ -22,7 +22,7 @@ from qbconnect.crm.client import CrmClient
 from qbconnect.domain.customer import contact_fields_from_qbo_customer, customer_content_hash
 from qbconnect.errors import PermanentError, TransientError
 from qbconnect.ratelimit import Budget, RateLimiter
-from qbconnect.sync.links.customers import LinkSnapshot
+from qbconnect.sync.links.customers import CustomerLink
 
 
 class Action(StrEnum):
@@ -44,6 +44,7 @@ class ContactPlan:
     phone: str | None
     linked_contact_id: str | None = None
     update_by_id: bool = False
+    currency: str | None = None  # the customer's CurrencyRef, kept in its link
 
     @property
     def match_key(self) -> str:
@@ -64,9 +65,15 @@ def customer_label(customer: dict[str, Any]) -> str:
     return str(name).strip() or f"customer {customer.get('Id')}"
 
 
+def customer_currency(customer: dict[str, Any]) -> str | None:
+    ref = customer.get("CurrencyRef")
+    value = ref.get("value") if isinstance(ref, dict) else None
+    return str(value).upper() if value else None
+
+
 def plan_contact(
     customer: dict[str, Any],
-    link: LinkSnapshot | None,
+    link: CustomerLink | None,
     *,
     without_email: str,
     realm_id: str | None = None,
@@ -89,6 +96,7 @@ def plan_contact(
             content_hash=content_hash,
             email=email,
             phone=phone,
+            currency=customer_currency(customer),
             **extra,
         )
 

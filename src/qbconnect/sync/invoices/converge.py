@@ -11,16 +11,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from qbconnect.db.models import Link
 from qbconnect.domain import jsonutil
 from qbconnect.domain.crm_models import CrmInvoice
 from qbconnect.domain.invoice import build_sparse_invoice_update, private_note
-from qbconnect.domain.invoice_rules import InvoiceLinkState, booked_payments, money
+from qbconnect.domain.invoice_rules import InvoiceLinkState, booked_payments
+from qbconnect.domain.money import amount as money
 from qbconnect.domain.payment import build_qbo_payment, payments_needed
 from qbconnect.errors import ConflictError, PermanentError
 from qbconnect.qbo.client import QboClient
 from qbconnect.qbo.faults import DuplicateDocNumber, NotFound, StaleObject
 from qbconnect.sync.engine.context import JobContext
+from qbconnect.sync.links.invoices import InvoiceLink, save_invoice
 from qbconnect.sync.lookup import request_id
 
 MAX_STALE_RETRIES = 3
@@ -32,8 +33,7 @@ class Convergence:
 
     ctx: JobContext
     qbo: QboClient
-    link: Link
-    state: InvoiceLinkState
+    link: InvoiceLink
     name: str  # "Invoice #19"
     actions: list[str] = field(default_factory=list)
     fresh: bool = False  # the snapshot was just written or read (exact, current)
@@ -42,14 +42,17 @@ class Convergence:
     def qbo_id(self) -> str | None:
         return self.link.qbo_id
 
+    @property
+    def state(self) -> InvoiceLinkState:
+        return self.link.state
+
     def save(self, snapshot: Mapping[str, Any] | None = None) -> None:
         """Store the link (and the QuickBooks invoice as it now is) durably."""
         if snapshot is not None:
             self.state.snapshot = dict(snapshot)
             self.link.sync_token = str(snapshot.get("SyncToken", "")) or None
             self.fresh = True
-        self.link.data = self.state.dump()
-        self.ctx.session.flush()
+        save_invoice(self.ctx.session, self.ctx.location_id, self.link)
 
     def read(self) -> dict[str, Any]:
         assert self.link.qbo_id is not None

@@ -18,7 +18,7 @@ from qbconnect.clock import as_utc, utcnow
 from qbconnect.connections.service import company_facts
 from qbconnect.connections.state import active_connection, is_syncing, syncing_location_ids
 from qbconnect.crm.client import CrmClient
-from qbconnect.db.models import Link, Location, QboConnection
+from qbconnect.db.models import Location, QboConnection
 from qbconnect.domain.company import TaxMapping
 from qbconnect.domain.crm_models import CrmInvoice, CrmTransaction, parse_datetime
 from qbconnect.domain.invoice import InvoiceContext, build_qbo_invoice
@@ -42,9 +42,9 @@ from qbconnect.sync.engine.context import JobContext, Result
 from qbconnect.sync.engine.registry import register, register_periodic
 from qbconnect.sync.engine.routing import INVOICE, INVOICE_RECONCILE
 from qbconnect.sync.invoices.converge import Convergence
-from qbconnect.sync.lookup import belongs_to, find_link, resolve_customer, resolve_item, rounding_item
+from qbconnect.sync.links.invoices import InvoiceLink, find_invoice, save_invoice
+from qbconnect.sync.lookup import resolve_customer, resolve_item, rounding_item
 
-LINK_KIND = "invoice"
 EXEMPT_TAX_KEY = "exempt"  # settings.tax_code_map key for the code of untaxed lines (non-US companies)
 RECONCILE_STATE_KEY = "invoice_reconcile"
 RECONCILE_LOOKBACK_DAYS = 90  # invoices created earlier than this are not re-listed by the reconciliation
@@ -86,13 +86,12 @@ def sync_invoice(ctx: JobContext) -> Result:
     realm_id = connection.realm_id
     ctx.log = ctx.log.bind(realm_id=realm_id)
 
-    link = find_link(ctx.session, ctx.location_id, LINK_KIND, crm_id)
-    if link is not None and not belongs_to(link, realm_id):
-        link.qbo_id, link.request_id, link.sync_token, link.content_hash = None, None, None, None
-        link.data = {"realm_id": realm_id}  # made for another QuickBooks company: start over
-    state = InvoiceLinkState.load(link.data if link else None)
-    if state.skipped:
-        return skipped(skip_message(state.skipped, label(None, crm_id)), crm_id)
+    link = find_invoice(ctx.session, ctx.location_id, crm_id)
+    if link is not None and not link.belongs_to(realm_id):
+        link.start_over(realm_id)  # made for another QuickBooks company
+        save_invoice(ctx.session, ctx.location_id, link)
+    if link is not None and link.state.skipped:
+        return skipped(skip_message(link.state.skipped, label(None, crm_id)), crm_id)
 
     raw = _crm(ctx).get_invoice(crm_id)
     inv = CrmInvoice.from_api(raw) if raw is not None else None
@@ -104,14 +103,17 @@ def sync_invoice(ctx: JobContext) -> Result:
             return skipped(f"{name} is still a draft; it syncs once it is sent.", crm_id)
         decision = first_sighting_decision(inv, as_utc(connection.connected_at) or utcnow())
         if decision is not None:
-            link = _link(ctx, link, crm_id)
-            link.data = InvoiceLinkState(realm_id=realm_id, skipped=decision, crm_updated_at=_iso(inv)).dump()
+            link = link or InvoiceLink(crm_id=crm_id)
+            link.state = InvoiceLinkState(realm_id=realm_id, skipped=decision, crm_updated_at=_iso(inv))
+            save_invoice(ctx.session, ctx.location_id, link)
             return skipped(skip_message(decision, name), crm_id)
 
     qbo = ctx.qbo(realm_id)
-    link = _link(ctx, link, crm_id)
-    state.realm_id = realm_id
-    run = Convergence(ctx=ctx, qbo=qbo, link=link, state=state, name=name)
+    if link is None:
+        link = InvoiceLink(crm_id=crm_id)
+        save_invoice(ctx.session, ctx.location_id, link)
+    link.state.realm_id = realm_id
+    run = Convergence(ctx=ctx, qbo=qbo, link=link, name=name)
 
     if inv is None or inv.status in VOID_STATUSES:
         if inv is not None and not link.qbo_id:
@@ -240,14 +242,6 @@ def _crm(ctx: JobContext) -> CrmClient:
     return ctx.crm()
 
 
-def _link(ctx: JobContext, link: Link | None, crm_id: str) -> Link:
-    if link is None:
-        link = Link(location_id=ctx.location_id, kind=LINK_KIND, crm_id=crm_id, data={})
-        ctx.session.add(link)
-        ctx.session.flush()
-    return link
-
-
 def _iso(inv: CrmInvoice) -> str | None:
     return inv.updated_at.isoformat() if inv.updated_at else None
 
@@ -330,10 +324,9 @@ def _created(raw: dict[str, Any]) -> datetime | None:
 
 
 def _needs_sync(ctx: JobContext, inv: CrmInvoice) -> bool:
-    link = find_link(ctx.session, ctx.location_id, LINK_KIND, inv.id)
+    link = find_invoice(ctx.session, ctx.location_id, inv.id)
     if link is None:
         return True
-    state = InvoiceLinkState.load(link.data)
-    if state.skipped:
+    if link.state.skipped:
         return False
-    return is_newer(inv.updated_at, state.crm_updated_at)
+    return is_newer(inv.updated_at, link.state.crm_updated_at)

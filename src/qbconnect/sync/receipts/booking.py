@@ -13,11 +13,12 @@ from typing import Any
 from qbconnect.connections.service import company_facts
 from qbconnect.connections.state import active_connection, is_syncing
 from qbconnect.crm.client import CrmClient
-from qbconnect.db.models import Link, Location
+from qbconnect.db.models import Location
 from qbconnect.domain.company import CompanyFacts
 from qbconnect.domain.crm_models import CrmContactDetails, CrmOrder, CrmTransaction
 from qbconnect.domain.errors import MappingError
 from qbconnect.domain.location_settings import LocationSettings, load
+from qbconnect.domain.money import amount as money
 from qbconnect.domain.money import round_money
 from qbconnect.domain.receipt_rules import (
     describe,
@@ -42,9 +43,8 @@ from qbconnect.errors import PermanentError
 from qbconnect.qbo.client import QboClient
 from qbconnect.sync.engine.context import JobContext, Result
 from qbconnect.sync.links import receipts as links
+from qbconnect.sync.links.receipts import PendingRefund, ReceiptLink, RefundEntry
 from qbconnect.sync.lookup import (
-    find_link,
-    money,
     resolve_customer,
     resolve_item,
     resolve_payment_method,
@@ -85,7 +85,7 @@ def sync_transaction(ctx: JobContext) -> Result:
         return Result("The CRM payment no longer exists; nothing was booked.", crm_id=ctx.entity_id, skipped=True)
     txn = CrmTransaction.from_api(raw)
     kind = classify(txn.source_type, txn.source_sub_type, txn.subscription_id)
-    link = find_link(ctx.session, ctx.location_id, links.KIND, txn.id)
+    link = links.find_receipt(ctx.session, ctx.location_id, txn.id)
     state = links.ReceiptState.of(link)
     label = describe(txn, kind)
 
@@ -109,18 +109,17 @@ def sync_transaction(ctx: JobContext) -> Result:
     parts: list[str] = []
     if link is None or not link.qbo_id:
         link = _book_receipt(run, link)
-        total = (link.data or {}).get("total")
+        total = format(link.total, "f") if link.total is not None else None
         parts.append(f"{label} → QuickBooks sales receipt {link.qbo_id} created (total {total})")
-        tax_note = (link.data or {}).get("tax_note")
-        if tax_note:
-            parts.append(f"note: {tax_note}")
+        if link.tax_note:
+            parts.append(f"note: {link.tax_note}")
     else:
-        _check_total(run, link)
+        link = _check_total(run, link)
     for refund_id, amount in _book_refunds(run, link):
         parts.append(f"refund of {amount} → QuickBooks refund receipt {refund_id} created")
     if not parts:
-        refunded = (link.data or {}).get("refunded", "0")
-        note = f"; refunds booked: {refunded}" if money(refunded) > 0 else ""
+        refunded = format(link.refunded, "f")
+        note = f"; refunds booked: {refunded}" if link.refunded > 0 else ""
         return Result(
             f"{label} is already in QuickBooks as sales receipt {link.qbo_id}{note}; nothing new to book.",
             crm_id=txn.id,
@@ -132,7 +131,7 @@ def sync_transaction(ctx: JobContext) -> Result:
 
 def _record_skip(
     ctx: JobContext,
-    link: Link | None,
+    link: ReceiptLink | None,
     txn: CrmTransaction,
     kind: ReceiptKind,
     reason: str,
@@ -140,21 +139,22 @@ def _record_skip(
     realm_id: str,
 ) -> None:
     """Remember the skip, so polling does not ask again until the transaction changes."""
-    if link is None:
-        link = Link(location_id=ctx.location_id, kind=links.KIND, crm_id=txn.id, data={})
-        ctx.session.add(link)
+    link = link or ReceiptLink(crm_id=txn.id)
     if link.qbo_id:
         return  # already booked (sales receipts switched off since): keep the booking as it is
-    links.update_data(
-        link,
-        state=links.SKIPPED,
-        reason=reason,
-        final=final,
-        txn_status=txn.status,
-        kind=kind.value,
-        realm_id=realm_id,
+    links.save_receipt(
+        ctx.session,
+        ctx.location_id,
+        replace(
+            link,
+            state=links.SKIPPED,
+            reason=reason,
+            final=final,
+            txn_status=txn.status,
+            kind=kind.value,
+            realm_id=realm_id,
+        ),
     )
-    ctx.session.flush()
 
 
 def _order(run: _Run) -> CrmOrder | None:
@@ -231,36 +231,39 @@ def _first_item(body: dict[str, Any]) -> str | None:
     return None
 
 
-def _book_receipt(run: _Run, link: Link | None) -> Link:
+def _book_receipt(run: _Run, link: ReceiptLink | None) -> ReceiptLink:
     ctx, txn = run.ctx, run.txn
     draft, receipt_ctx = _receipt_body(run)
     body = draft.body
-    if link is None:
-        link = Link(location_id=ctx.location_id, kind=links.KIND, crm_id=txn.id, data={})
-        ctx.session.add(link)
+    link = link or ReceiptLink(crm_id=txn.id)
     rid = link.request_id or links.receipt_request_id(ctx.location_id, txn.id)
-    link.request_id = rid
-    links.update_data(link, state=links.BOOKING, kind=run.kind.value, realm_id=run.realm_id)
-    ctx.session.flush()  # durable before QuickBooks sees the requestid (the engine commits before each call)
+    # durable before QuickBooks sees the requestid (the engine commits before each call)
+    link = links.save_receipt(
+        ctx.session,
+        ctx.location_id,
+        replace(link, request_id=rid, state=links.BOOKING, kind=run.kind.value, realm_id=run.realm_id),
+    )
     created = run.qbo.create("SalesReceipt", body, request_id=rid)
     total = round_money(money(created.get("TotalAmt")), txn.currency)
     charged = round_money(txn.amount, txn.currency)
-    link.qbo_id = str(created["Id"])
-    link.sync_token = str(created.get("SyncToken", "")) or None
-    links.update_data(
-        link,
-        state=links.BOOKED,
-        total=format(total, "f"),
-        total_ok=total == charged,
-        customer_id=receipt_ctx.customer_id,
-        item_id=_first_item(body),
-        payment_method_id=receipt_ctx.payment_method_id,
-        deposit_account_id=receipt_ctx.deposit_account_id,
-        refunded=(link.data or {}).get("refunded", "0"),
-        refunds=(link.data or {}).get("refunds", []),
-        tax_note=draft.tax_note,
+    link = links.save_receipt(
+        ctx.session,
+        ctx.location_id,
+        replace(
+            link,
+            qbo_id=str(created["Id"]),
+            sync_token=str(created.get("SyncToken", "")) or None,
+            state=links.BOOKED,
+            total=total,
+            total_ok=total == charged,
+            customer_id=receipt_ctx.customer_id,
+            item_id=_first_item(body),
+            payment_method_id=receipt_ctx.payment_method_id,
+            deposit_account_id=receipt_ctx.deposit_account_id,
+            tax_note=draft.tax_note,
+        ),
     )
-    ctx.session.flush()
+    assert link.qbo_id is not None
     if draft.tax_note:
         ctx.log.warning("sales_receipt.tax_untaxed", note=draft.tax_note)
     if total != charged:
@@ -277,28 +280,25 @@ def _mismatch(qbo_id: str, total: Decimal, charged: Decimal, txn: CrmTransaction
     )
 
 
-def _check_total(run: _Run, link: Link) -> None:
+def _check_total(run: _Run, link: ReceiptLink) -> ReceiptLink:
     """A receipt booked with a total that did not match: read it again; fail until someone corrects it."""
-    data = link.data or {}
-    if data.get("total_ok", True) or not link.qbo_id:
-        return
+    if link.total_ok or not link.qbo_id:
+        return link
     current = run.qbo.read("SalesReceipt", link.qbo_id)
     total = round_money(money(current.get("TotalAmt")), run.txn.currency)
     charged = round_money(run.txn.amount, run.txn.currency)
     if total != charged:
         raise _mismatch(link.qbo_id, total, charged, run.txn)
-    links.update_data(link, total=format(total, "f"), total_ok=True)
+    return links.save_receipt(run.ctx.session, run.ctx.location_id, replace(link, total=total, total_ok=True))
 
 
-def _refund_targets(link: Link, txn: CrmTransaction) -> list[Decimal]:
+def _refund_targets(link: ReceiptLink, txn: CrmTransaction) -> list[Decimal]:
     """Cumulative refunded amounts to book, in order: an interrupted refund first (its requestid is
     replayed as it was, so a refund QuickBooks already holds is never booked again), then the CRM's figure."""
-    data = link.data or {}
-    booked = round_money(money(data.get("refunded", "0")), txn.currency)
+    booked = round_money(link.refunded, txn.currency)
     targets: list[Decimal] = []
-    pending = data.get("refund_pending")
-    if isinstance(pending, dict) and pending.get("cumulative") is not None:
-        interrupted = round_money(money(pending["cumulative"]), txn.currency)
+    if link.refund_pending is not None:
+        interrupted = round_money(link.refund_pending.cumulative, txn.currency)
         if interrupted > booked:
             targets.append(interrupted)
     current = round_money(txn.amount_refunded, txn.currency)
@@ -307,53 +307,51 @@ def _refund_targets(link: Link, txn: CrmTransaction) -> list[Decimal]:
     return targets
 
 
-def _book_refunds(run: _Run, link: Link) -> list[tuple[str, Decimal]]:
+def _book_refunds(run: _Run, link: ReceiptLink) -> list[tuple[str, Decimal]]:
     """Book what the CRM refunded since the last refund receipt: [(RefundReceipt Id, amount)]."""
     targets = _refund_targets(link, run.txn)
     if not targets:
         return []
-    realm = (link.data or {}).get("realm_id")
-    if realm and realm != run.realm_id:
+    if link.realm_id and link.realm_id != run.realm_id:
         raise PermanentError(
             f"The payment {run.txn.charge_reference} was booked in another QuickBooks company, so its refund "
             "cannot be booked here.",
             code="other_company",
         )
-    return [_book_refund(run, link, cumulative) for cumulative in targets]
+    booked: list[tuple[str, Decimal]] = []
+    for cumulative in targets:
+        link, refund = _book_refund(run, link, cumulative)
+        booked.append(refund)
+    return booked
 
 
-def _book_refund(run: _Run, link: Link, cumulative: Decimal) -> tuple[str, Decimal]:
+def _book_refund(run: _Run, link: ReceiptLink, cumulative: Decimal) -> tuple[ReceiptLink, tuple[str, Decimal]]:
     ctx, txn = run.ctx, run.txn
-    data = link.data or {}
-    amount = refund_needed(cumulative, money(data.get("refunded", "0")), txn.currency)
+    amount = refund_needed(cumulative, link.refunded, txn.currency)
     rid = links.refund_request_id(ctx.location_id, txn.id, cumulative)
-    links.update_data(link, refund_pending={"cumulative": format(cumulative, "f"), "request_id": rid})
-    ctx.session.flush()  # durable before QuickBooks sees the requestid (the engine commits before each call)
+    # durable before QuickBooks sees the requestid (the engine commits before each call)
+    link = links.save_receipt(
+        ctx.session, ctx.location_id, replace(link, refund_pending=PendingRefund(cumulative, rid))
+    )
+    if link.customer_id is None:
+        raise KeyError("customer_id")  # booked receipts always record their customer
     refund_ctx = ReceiptContext(
-        customer_id=str(data["customer_id"]),
+        customer_id=link.customer_id,
         company=run.facts,
-        fallback_item_id=data.get("item_id") or None,
-        payment_method_id=data.get("payment_method_id") or None,
-        deposit_account_id=data.get("deposit_account_id") or _deposit_account_id(run),
+        fallback_item_id=link.item_id,
+        payment_method_id=link.payment_method_id,
+        deposit_account_id=link.deposit_account_id or _deposit_account_id(run),
     )
     body = build_refund_receipt(txn, amount, refund_ctx)
     created = run.qbo.create("RefundReceipt", body, request_id=rid)
     qbo_id = str(created["Id"])
     total = round_money(money(created.get("TotalAmt")), txn.currency)
-    refunds = list((link.data or {}).get("refunds", []))
-    refunds.append(
-        {
-            "qbo_id": qbo_id,
-            "amount": format(amount, "f"),
-            "total": format(total, "f"),
-            "cumulative": format(cumulative, "f"),
-            "request_id": rid,
-        }
+    entry = RefundEntry(qbo_id=qbo_id, amount=amount, total=total, cumulative=cumulative, request_id=rid)
+    link = links.save_receipt(
+        ctx.session,
+        ctx.location_id,
+        replace(link, refund_pending=None, refunded=cumulative, refunds=(*link.refunds, entry)),
     )
-    data = dict(link.data or {})
-    data.pop("refund_pending", None)
-    link.data = {**data, "refunded": format(cumulative, "f"), "refunds": refunds}
-    ctx.session.flush()
     if total != amount:
         raise PermanentError(
             f"QuickBooks refund receipt {qbo_id} totals {total} {txn.currency}, but the CRM refunded "
@@ -361,4 +359,4 @@ def _book_refund(run: _Run, link: Link, cumulative: Decimal) -> tuple[str, Decim
             code="total_mismatch",
         )
     ctx.log.info("refund_receipt.created", qbo_id=qbo_id, amount=str(amount), request_id=rid)
-    return qbo_id, amount
+    return link, (qbo_id, amount)

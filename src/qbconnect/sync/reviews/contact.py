@@ -5,16 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from qbconnect.crm.client import CrmClient
-from qbconnect.db.models import Link
 from qbconnect.domain.customer import contact_fields_from_qbo_customer
 from qbconnect.errors import PermanentError
+from qbconnect.sync.links.customers import linked_contact_id
 
-CUSTOMER_LINK = "customer"
 DND_ON = frozenset({"active", "permanent"})
+
+__all__ = ["ReviewContact", "customer_label", "dnd_reason", "linked_contact_id", "resolve_contact"]
 
 
 @dataclass(frozen=True)
@@ -40,20 +38,6 @@ class ReviewContact:
 
 def customer_label(customer: dict[str, Any]) -> str:
     return str(customer.get("DisplayName") or customer.get("Id") or "the customer")
-
-
-def linked_contact_id(session: Session, location_id: str, qbo_customer_id: str) -> str | None:
-    """The CRM contact linked to the QuickBooks customer by the customer sync, if any.
-
-    When several rows name the customer the most recently written one wins (the customer sync's rule).
-    Customers kept only as another customer's alias (same email) are found by the email search instead.
-    """
-    return session.execute(
-        select(Link.crm_id)
-        .where(Link.location_id == location_id, Link.kind == CUSTOMER_LINK, Link.qbo_id == qbo_customer_id)
-        .order_by(Link.updated_at.desc(), Link.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
 
 
 def resolve_contact(crm: CrmClient, customer: dict[str, Any], linked_id: str | None) -> ReviewContact:
