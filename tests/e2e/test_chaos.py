@@ -34,7 +34,8 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import OperationalError
 
 from qbconnect.crm.events import parse_event
-from qbconnect.db.models import InboxEvent, Link, SyncJob
+from qbconnect.db.link_model import Link
+from qbconnect.db.models import InboxEvent, SyncJob
 from qbconnect.qbo.webhooks import parse_events
 from qbconnect.sandbox.stack import Stack, start_stack
 from qbconnect.sync.engine import jobs, routing

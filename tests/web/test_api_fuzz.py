@@ -26,7 +26,8 @@ from schemathesis.generation import GenerationMode
 from schemathesis.schemas import APIOperation
 from sqlalchemy import select
 
-from qbconnect.db.models import Activity, Base, Link
+from qbconnect.db.link_model import Link
+from qbconnect.db.models import Activity, Base
 from qbconnect.runtime import Runtime
 from qbconnect.sandbox.stack import Stack, start_stack
 from qbconnect.sync.engine import jobs

@@ -23,7 +23,8 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from qbconnect.db.models import Link, ReviewRequest, SyncJob
+from qbconnect.db.link_model import Link
+from qbconnect.db.models import ReviewRequest, SyncJob
 from qbconnect.qbo.client import QboClient
 from qbconnect.sync.contacts.importer import start_customer_import
 from qbconnect.sync.engine import clients as job_clients
