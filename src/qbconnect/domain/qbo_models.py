@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from qbconnect.domain.money import to_decimal
+from qbconnect.domain.crm_models import parse_datetime
+from qbconnect.domain.money import parse_amount
 
 ZERO = Decimal(0)
 
@@ -22,44 +23,27 @@ ZERO = Decimal(0)
 def _text(value: Any) -> str | None:
     if value is None or isinstance(value, bool | dict | list):
         return None
-    text = str(value).strip()
-    return text or None
-
-
-def _amount(value: Any) -> Decimal:
-    if value is None or value == "" or isinstance(value, bool):
-        return ZERO
-    try:
-        return to_decimal(value)
-    except (ArithmeticError, ValueError, TypeError):
-        return ZERO
+    return str(value).strip() or None
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _amount(value: Any) -> Decimal:
+    return parse_amount(value, ZERO, lenient=True)
+
+
 def _ref(value: Any) -> str | None:
     return _text(_mapping(value).get("value"))
 
 
-def _time(value: Any) -> datetime | None:
-    text = _text(value)
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _created(obj: Mapping[str, Any]) -> datetime | None:
-    return _time(_mapping(obj.get("MetaData")).get("CreateTime"))
+    return parse_datetime(_mapping(obj.get("MetaData")).get("CreateTime"))
 
 
 def _updated(obj: Mapping[str, Any]) -> datetime | None:
-    return _time(_mapping(obj.get("MetaData")).get("LastUpdatedTime"))
+    return parse_datetime(_mapping(obj.get("MetaData")).get("LastUpdatedTime"))
 
 
 @dataclass(frozen=True)
