@@ -43,7 +43,14 @@ from qbconnect.web.auth import (
     require_location_access,
 )
 from qbconnect.web.oauth import problem_page, settings_url
-from qbconnect.web.params import LocationIdForm, LocationIdQuery, OptionalLocationIdQuery, RowIdForm, is_location_id
+from qbconnect.web.params import (
+    PLAIN_TEXT,
+    LocationIdForm,
+    LocationIdQuery,
+    OptionalLocationIdQuery,
+    RowIdForm,
+    is_location_id,
+)
 from qbconnect.web.templating import templates
 
 router = APIRouter()
@@ -548,6 +555,30 @@ def disconnect_form(
     return _back(location_id, "disconnected")
 
 
+def _act_on_row(
+    request: Request,
+    admin: Admin,
+    location_id: str,
+    activity_id: int,
+    action: Callable[[Session], object],
+    refused_title: str,
+    flag: str,
+) -> Response:
+    """Retry or dismiss one sync-log row of ``location_id`` from the page's forms."""
+    refused: log_actions.ActionRefused | None = None
+    with _runtime(request).sessions.begin() as session:
+        activity = session.get(Activity, activity_id)
+        if activity is None or activity.location_id != location_id:
+            return problem_page(request, 404, "Not found", "That sync log row does not exist.", location_id=location_id)
+        try:
+            action(session)
+        except log_actions.ActionRefused as exc:
+            refused = exc
+    if refused is not None:
+        return _refused(request, admin, location_id, refused.status, refused_title, refused.message)
+    return _acted(request, admin, location_id, flag, FLASHES[flag])
+
+
 @router.post("/settings/integrations/retry", response_class=HTMLResponse)
 def retry_form(
     request: Request,
@@ -557,47 +588,41 @@ def retry_form(
     admin: Admin = Depends(require_location_access),
 ) -> Response:
     check_form_csrf(admin, csrf_token)
-    refused: log_actions.ActionRefused | None = None
-    with _runtime(request).sessions.begin() as session:
-        activity = session.get(Activity, activity_id)
-        if activity is None or activity.location_id != location_id:
-            return problem_page(request, 404, "Not found", "That sync log row does not exist.", location_id=location_id)
-        try:
-            log_actions.retry_one(session, activity_id)
-        except log_actions.ActionRefused as exc:
-            refused = exc
-    if refused is not None:
-        return _refused(request, admin, location_id, refused.status, "Cannot retry", refused.message)
-    return _acted(request, admin, location_id, "retried", FLASHES["retried"])
+    return _act_on_row(
+        request,
+        admin,
+        location_id,
+        activity_id,
+        lambda session: log_actions.retry_one(session, activity_id),
+        "Cannot retry",
+        "retried",
+    )
 
 
 @router.post("/settings/integrations/dismiss", response_class=HTMLResponse)
 def dismiss_form(
     request: Request,
-    location_id: str = Form(...),
-    activity_id: int = Form(...),
+    location_id: LocationIdForm,
+    activity_id: RowIdForm,
     csrf_token: str = Form(""),
     admin: Admin = Depends(require_location_access),
 ) -> Response:
     check_form_csrf(admin, csrf_token)
-    refused: log_actions.ActionRefused | None = None
-    with _runtime(request).sessions.begin() as session:
-        activity = session.get(Activity, activity_id)
-        if activity is None or activity.location_id != location_id:
-            return problem_page(request, 404, "Not found", "That sync log row does not exist.", location_id=location_id)
-        try:
-            log_actions.dismiss(session, activity_id, who(admin))
-        except log_actions.ActionRefused as exc:
-            refused = exc
-    if refused is not None:
-        return _refused(request, admin, location_id, refused.status, "Cannot dismiss", refused.message)
-    return _acted(request, admin, location_id, "dismissed", FLASHES["dismissed"])
+    return _act_on_row(
+        request,
+        admin,
+        location_id,
+        activity_id,
+        lambda session: log_actions.dismiss(session, activity_id, who(admin)),
+        "Cannot dismiss",
+        "dismissed",
+    )
 
 
 @router.post("/settings/integrations/retry-failed", response_class=HTMLResponse)
 def retry_failed_form(
     request: Request,
-    location_id: str = Form(...),
+    location_id: LocationIdForm,
     csrf_token: str = Form(""),
     admin: Admin = Depends(require_location_access),
 ) -> Response:
@@ -614,8 +639,8 @@ def retry_failed_form(
 @router.post("/settings/integrations/sync-invoice", response_class=HTMLResponse)
 def sync_invoice_form(
     request: Request,
-    location_id: str = Form(...),
-    number: str = Form(""),
+    location_id: LocationIdForm,
+    number: str = Form("", max_length=128, pattern=PLAIN_TEXT),
     csrf_token: str = Form(""),
     admin: Admin = Depends(require_location_access),
 ) -> Response:
