@@ -238,14 +238,15 @@ def test_ids_storage_cannot_hold_are_a_4xx_not_storage_unavailable(
     """Found by the fuzzing: on PostgreSQL a NUL or a past-BIGINT id was a DataError answered 503."""
     stack = fuzz_target.stack
     loc = fuzz_target.location_id
-    before = _snapshot(stack.runtime)
     with httpx.Client(base_url=stack.service_url, headers=AUTH, timeout=30) as client:
         form = None
         if data is not None:
-            # The page forms need the admin session's CSRF token; take it from the page itself.
+            # The page forms need the admin session's CSRF token; take it from the page itself (opening the
+            # page may cache the pre-flight checks, so the snapshot is taken after it).
             page = client.get(f"/settings/integrations?location_id={loc}")
             token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
             form = {key: value.replace("{loc}", loc) for key, value in data.items()} | {"csrf_token": token}
+        before = _snapshot(stack.runtime)
         answer = client.request(method, path.replace("{loc}", loc), data=form)
     assert 400 <= answer.status_code < 500, (answer.status_code, answer.text[:200])
     assert _snapshot(stack.runtime) == before
