@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
 from qbconnect.clock import utcnow
 from qbconnect.connections import service
@@ -32,6 +34,7 @@ from qbconnect.sandbox.qbo import QboSandbox, create_app
 from qbconnect.sandbox.server import RunningServer, serve_in_thread
 from qbconnect.sync.engine import jobs
 from tests.conftest import TEST_SECRET, make_settings
+from tests.support.engine_harness import lock_probe, on_request
 
 CLIENT_ID = "tok-client"
 CLIENT_SECRET = "tok-secret"
@@ -174,6 +177,35 @@ def test_client_refreshes_once_after_expired_token(env: Env) -> None:
         http=env.runtime.http,
     )
     assert client.company_info()["CompanyName"] == "Token Test Co"
+    assert env.refreshes() == 1
+
+
+def _row_is_free(env: Env) -> bool:
+    """May another connection write the connection row right now, without waiting?"""
+    if env.runtime.engine.dialect.name == "sqlite":
+        return lock_probe(env.runtime).free()
+    with env.runtime.engine.connect() as conn, conn.begin():
+        try:
+            conn.execute(text("SELECT 1 FROM qbo_connections FOR UPDATE NOWAIT")).all()
+        except OperationalError:
+            return False
+    return True
+
+
+def test_no_transaction_is_open_across_the_token_call(env: Env) -> None:
+    """The row used to be locked (SELECT … FOR UPDATE, SQLite's write lock) for as long as Intuit took to
+    answer; now a refresh holds only its refresh lock while the token endpoint is called."""
+    env.expire_stored_access()
+    seen: list[bool] = []
+
+    def at_token_call(request: httpx.Request) -> None:
+        if request.url.path.endswith("/tokens/bearer"):
+            seen.append(_row_is_free(env))
+
+    with on_request(env.runtime, at_token_call):
+        token = DbQboTokenSource(env.runtime, LOCATION).access_token()
+    assert seen == [True]
+    assert env.stored()[0] == token
     assert env.refreshes() == 1
 
 

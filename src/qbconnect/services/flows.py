@@ -22,9 +22,9 @@ from qbconnect.connections.oauth_state import (
     issue_state,
 )
 from qbconnect.connections.state import active_connection
-from qbconnect.connections.tokens import mint_location_token
+from qbconnect.connections.tokens import ensure_location_token
 from qbconnect.crm import oauth as crm_oauth
-from qbconnect.db.models import CrmCompany, Location
+from qbconnect.db.models import Location
 from qbconnect.domain.location_settings import load as load_settings
 from qbconnect.errors import AuthError, PermanentError, SyncError
 from qbconnect.qbo import oauth as qbo_oauth
@@ -124,13 +124,11 @@ def finish_agency_install(runtime: Runtime, tokens: crm_oauth.CrmTokenSet) -> li
     installed: list[str] = []
     for location_id, name in names.items():
         with runtime.sessions.begin() as session:
-            location, _ = service.install_agency_location(session, company_id, location_id, name=name)
-            company_row = session.get(CrmCompany, company_id)
-            assert company_row is not None
-            try:
-                mint_location_token(runtime, session, company_row, location, now=now)
-            except SyncError as exc:
-                log.warning("crm.agency_location_token_failed", location_id=location_id, error=exc.message)
+            service.install_agency_location(session, company_id, location_id, name=name)
+        try:
+            ensure_location_token(runtime, company_id, location_id, now=now)
+        except SyncError as exc:
+            log.warning("crm.agency_location_token_failed", location_id=location_id, error=exc.message)
         installed.append(location_id)
     log.info("crm.agency_installed", company_id=company_id, locations=len(installed))
     return installed
