@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     secret_key_previous: SecretStr | None = None
     admin_token: SecretStr | None = None
     frame_ancestors: str = CRM_FRAME_ANCESTORS
+    # White-label: what the pages call the product, and its accent colour (QuickBooks' own green stays on
+    # the Connect button, as Intuit's brand rules ask).
+    product_name: str = Field(default="QB Connect", min_length=1, max_length=60)
+    brand_color: str = Field(default="#155eef", pattern=r"^#[0-9a-fA-F]{6}$")
 
     qbo_client_id: str | None = None
     qbo_client_secret: SecretStr | None = None

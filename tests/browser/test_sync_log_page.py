@@ -92,7 +92,10 @@ def test_wrong_mapping_then_fixed_on_the_page(shop: tuple[Stack, str, str]) -> N
             page.screenshot(path=str(OUTPUT / "sync-log-390-attention.png"), full_page=True)
 
             page.set_viewport_size({"width": 1280, "height": 900})
-            page.locator("textarea[name=payment_method_map]").fill(f"visa = {valid_method}")
+            # The mapping is chosen by name: the broken id shows as inactive or deleted until replaced.
+            method = page.get_by_role("combobox", name="QuickBooks payment method for Visa")
+            expect(method).to_contain_text("(inactive or deleted)")
+            method.select_option(valid_method)
             page.get_by_role("button", name="Save settings").click()
             expect(page.get_by_text("Settings saved.")).to_be_visible()
             stack.drain()  # the worker runs the three retries

@@ -279,7 +279,7 @@ def test_database_file_holds_no_plaintext_token(connected: Connected, tmp_path: 
         conn = session.execute(select(QboConnection)).scalar_one()
         secrets |= {cipher.decrypt(conn.access_token or ""), cipher.decrypt(conn.refresh_token or "")}
     assert len(secrets) >= 5  # QBO: two access tokens, the current refresh token; CRM: access + refresh
-    files = [p for p in tmp_path.iterdir() if p.name.startswith("qbconnect.db")]
+    files = [p for p in tmp_path.iterdir() if p.name.startswith("qbconnect.db") and p.is_file()]
     assert files
     blob = b"".join(p.read_bytes() for p in files)
     assert len(blob) > 10_000

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from qbconnect.db.models import Activity, Location, QboConnection
 from qbconnect.sandbox.stack import Stack
+from qbconnect.services.qbo_lists import clear_cache
 from tests.conftest import TEST_ADMIN
 from tests.support.stack_fixtures import Connected, connected, stack  # noqa: F401
 
@@ -111,7 +112,10 @@ def test_settings_form_saves_and_refuses_without_csrf(browser: httpx.Client, con
         "review_subject": "Thanks!",
         "review_message": "Hi {first_name}, review {business_name}: {review_link}",
         "item_strategy": "match_or_create",
-        "tax_code_map": "VAT|20 = 3",
+        "tax_code_map.key.0": "VAT|20",
+        "tax_code_map.value.0": "3",
+        "tax_code_map.key.1": "",
+        "tax_code_map.value.1": "",
         "contacts_without_email": "skip",
         "contact_tag": "quickbooks",
         "transaction_poll_minutes": "7",
@@ -134,10 +138,10 @@ def test_settings_form_saves_and_refuses_without_csrf(browser: httpx.Client, con
 
     bad = browser.post(
         "/settings/integrations/settings",
-        data={**fields, "csrf_token": token, "review_link": "nope", "product_item_map": "just words"},
+        data={**fields, "csrf_token": token, "review_link": "nope"},
     )
     assert bad.status_code == 422
-    assert "not saved" in bad.text and "line 1 should look like" in bad.text
+    assert "not saved" in bad.text
     assert 'value="nope"' in bad.text  # what was typed is kept
 
 
@@ -193,3 +197,80 @@ def test_locations_index(stack: Stack) -> None:  # noqa: F811
     with closing(login(stack.service_url)) as client:
         html = client.get("/settings/integrations").text
     assert "One" in html and "Two" in html and first in html
+
+
+def test_mappings_are_chosen_by_name_saved_as_ids_and_an_inactive_one_is_flagged(
+    browser: httpx.Client,
+    connected: Connected,  # noqa: F811
+) -> None:
+    shop, location_id, realm = connected.stack, connected.location_id, connected.realm_id
+    contact = shop.crm.create_contact(location_id, firstName="Ann", lastName="Lee", email="ann@example.com")
+    shop.crm.create_invoice(
+        location_id,
+        contact_id=str(contact["id"]),
+        items=[
+            {
+                "name": "Boiler service",
+                "productId": "prod-boiler",
+                "qty": 1,
+                "amount": "90.00",
+                "taxes": [{"name": "Sales tax", "rate": "8.25"}],
+            },
+        ],
+    )
+    methods = {str(m["Name"]): str(m["Id"]) for m in shop.qbo.entities(realm, "PaymentMethod")}
+    items = {str(i["Name"]): str(i["Id"]) for i in shop.qbo.entities(realm, "Item")}
+    visa, item_name = methods["Visa"], sorted(items)[0]
+
+    html = page(browser, location_id).text
+    assert "Boiler service" in html and "Sales tax (8.25%)" in html  # the CRM side, by name
+    assert f'<option value="{visa}">Visa</option>' in html  # the QuickBooks side, by name
+    token = csrf_of(html)
+    saved = browser.post(
+        "/settings/integrations/settings",
+        data={
+            "location_id": location_id,
+            "csrf_token": token,
+            "item_strategy": "match_or_create",
+            "contacts_without_email": "skip",
+            "product_item_map.key.0": "prod-boiler",
+            "product_item_map.value.0": items[item_name],
+            "payment_method_map.key.0": "visa",
+            "payment_method_map.value.0": visa,
+        },
+    )
+    assert saved.status_code == 303
+    with shop.runtime.sessions() as session:
+        location = session.get(Location, location_id)
+        assert location is not None
+        assert location.settings["product_item_map"] == {"prod-boiler": items[item_name]}
+        assert location.settings["payment_method_map"] == {"visa": visa}
+
+    shop.qbo.ui_update(realm, "PaymentMethod", {"Id": visa, "Active": False})
+    clear_cache()
+    html = page(browser, location_id).text
+    assert "(inactive or deleted)" in html and "mapping-missing" in html
+    assert "make it active again in QuickBooks" in html
+
+
+def test_white_label_name_and_colour_and_no_platform_name_on_the_page(
+    browser: httpx.Client,
+    connected: Connected,  # noqa: F811
+) -> None:
+    settings = connected.stack.runtime.settings
+    settings.product_name, settings.brand_color = "Acme Books Sync", "#aa3300"
+    html = page(browser, connected.location_id).text
+    assert "Integrations · Acme Books Sync</title>" in html and "</span> Acme Books Sync</div>" in html
+    assert "--accent: #aa3300" in html
+    assert "QB Connect" not in html and "HighLevel" not in html
+    listing = browser.get("/login").text
+    assert "Acme Books Sync" in listing and "HighLevel" not in listing
+
+
+def test_brand_colour_must_be_a_hex_colour() -> None:
+    from pydantic import ValidationError
+
+    from qbconnect.config import Settings
+
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, brand_color="red; background: url(x)")  # type: ignore[call-arg]

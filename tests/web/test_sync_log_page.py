@@ -160,7 +160,8 @@ def test_fixing_the_mapping_on_the_page_retries_the_rows_it_broke(browser: httpx
             "location_id": connected.location_id,
             "csrf_token": token,
             "sync_invoices": "on",
-            "payment_method_map": "visa = 1",
+            "payment_method_map.key.0": "visa",
+            "payment_method_map.value.0": "1",
             "review_request_channel": "Email",
         },
     )

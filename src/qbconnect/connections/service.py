@@ -31,7 +31,7 @@ class RealmConflictError(PermanentError):
 def install_location(runtime: Runtime, session: Session, tokens: CrmTokenSet, *, name: str | None = None) -> Location:
     """The Marketplace app was installed in a location (or re-installed): store its tokens."""
     if not tokens.location_id:
-        raise PermanentError("HighLevel returned no locationId: install the app from a sub-account")
+        raise PermanentError("The CRM returned no locationId: install the app from a sub-account")
     location = session.get(Location, tokens.location_id)
     if location is None:
         location = Location(id=tokens.location_id, settings={}, state={})
@@ -49,7 +49,7 @@ def install_location(runtime: Runtime, session: Session, tokens: CrmTokenSet, *,
 def install_company(runtime: Runtime, session: Session, tokens: CrmTokenSet) -> CrmCompany:
     """An agency (Company) grant: store the company token that mints its locations' tokens."""
     if not tokens.company_id:
-        raise PermanentError("HighLevel returned no companyId for the agency install")
+        raise PermanentError("The CRM returned no companyId for the agency install")
     company = session.get(CrmCompany, tokens.company_id)
     if company is None:
         company = CrmCompany(id=tokens.company_id)

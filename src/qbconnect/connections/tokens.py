@@ -137,7 +137,7 @@ class DbCrmTokenSource:
             raise AuthError("The app is not installed in this CRM location", code="not_installed")
         if location.crm_status == "needs_reconnect":
             # HighLevel already refused the saved refresh token: reinstalling the app stores a new one.
-            raise AuthError("HighLevel refused the app's authorization; reinstall the app", code="needs_reconnect")
+            raise AuthError("The CRM refused the app's authorization; reinstall the app", code="needs_reconnect")
         return location
 
     def access_token(self) -> str:

@@ -111,7 +111,7 @@ def exchange_code(
     }
     if redirect_uri is not None:
         form["redirect_uri"] = redirect_uri
-    return _token_request(http, token_url, form, now=now, action="finish the HighLevel app install")
+    return _token_request(http, token_url, form, now=now, action="finish the app install")
 
 
 def refresh(
@@ -132,7 +132,7 @@ def refresh(
         "refresh_token": refresh_token,
         "user_type": user_type,
     }
-    return _token_request(http, token_url, form, now=now, action="renew the HighLevel connection")
+    return _token_request(http, token_url, form, now=now, action="renew the CRM connection")
 
 
 def app_id_of(client_id: str) -> str:
@@ -191,7 +191,7 @@ def installed_locations(
             )
         except httpx.TransportError as exc:
             raise TransientError(
-                "Could not reach HighLevel to list the agency's locations; will try again.",
+                "Could not reach the CRM to list the agency's locations; will try again.",
                 code="network",
                 detail=type(exc).__name__,
             ) from exc
@@ -229,7 +229,7 @@ def _token_request(
         response = http.post(token_url, data=dict(form), headers=headers)
     except httpx.TransportError as exc:
         raise TransientError(
-            f"Could not reach HighLevel to {action}; will try again.",
+            f"Could not reach the CRM to {action}; will try again.",
             code="network",
             detail=type(exc).__name__,
         ) from exc
@@ -250,18 +250,18 @@ def _raise_for(status: int, body: Mapping[str, Any], action: str) -> NoReturn:
     reason = _error_reason(body)
     if status == 429 or status >= 500:
         raise TransientError(
-            f"HighLevel could not {action} right now (HTTP {status}); will try again.",
+            f"The CRM could not {action} right now (HTTP {status}); will try again.",
             code=f"http_{status}",
             detail=reason,
         )
     if status in (400, 401, 403):
         raise AuthError(
-            f"HighLevel refused to {action} ({reason or 'invalid grant'}). Reconnect the app.",
+            f"The CRM refused to {action} ({reason or 'invalid grant'}). Reconnect the app.",
             code=str(body.get("error") or f"http_{status}"),
             detail=reason,
         )
     raise PermanentError(
-        f"HighLevel could not {action} (HTTP {status}: {reason or 'no reason given'}).",
+        f"The CRM could not {action} (HTTP {status}: {reason or 'no reason given'}).",
         code=f"http_{status}",
         detail=reason,
     )
@@ -273,9 +273,9 @@ def _token_set(body: Mapping[str, Any], *, now: datetime, action: str, allow_no_
     if allow_no_refresh and refresh_token is None:
         refresh_token = ""
     if not isinstance(access, str) or not access or not isinstance(refresh_token, str):
-        raise PermanentError(f"HighLevel's answer when trying to {action} had no tokens in it.")
+        raise PermanentError(f"The CRM's answer when trying to {action} had no tokens in it.")
     if not refresh_token and not allow_no_refresh:
-        raise PermanentError(f"HighLevel's answer when trying to {action} had no tokens in it.")
+        raise PermanentError(f"The CRM's answer when trying to {action} had no tokens in it.")
     approved = body.get("approvedLocations")
     expires_in = body.get("expires_in")
     seconds = float(expires_in) if isinstance(expires_in, int | float) else 86399.0

@@ -1,4 +1,6 @@
-"""QuickBooks lists for the settings form's pick lists (items, accounts, tax codes), cached briefly."""
+"""QuickBooks lists for the settings form's pick lists (items, accounts, tax codes, payment methods), cached
+briefly. QuickBooks answers only active objects to these queries, so a mapped id missing from a list is an
+object made inactive or deleted since."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ QUERIES = {
     "income_accounts": "SELECT * FROM Account WHERE AccountType = 'Income' MAXRESULTS 1000",
     "deposit_accounts": "SELECT * FROM Account WHERE AccountType IN ('Bank', 'Other Current Asset') MAXRESULTS 1000",
     "tax_codes": "SELECT * FROM TaxCode MAXRESULTS 1000",
+    "payment_methods": "SELECT * FROM PaymentMethod MAXRESULTS 1000",
 }
 
 
@@ -35,6 +38,7 @@ class PickLists:
     income_accounts: list[Choice] = field(default_factory=list)
     deposit_accounts: list[Choice] = field(default_factory=list)
     tax_codes: list[Choice] = field(default_factory=list)
+    payment_methods: list[Choice] = field(default_factory=list)
     error: str | None = None
 
 

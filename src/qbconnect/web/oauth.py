@@ -59,7 +59,7 @@ def crm_callback(
     runtime: Runtime = request.app.state.runtime
     if error or not code:
         return problem_page(
-            request, 400, "The app was not installed", f"HighLevel did not finish the install ({error or 'no code'})."
+            request, 400, "The app was not installed", f"The CRM did not finish the install ({error or 'no code'})."
         )
     try:
         location_id = flows.finish_crm_install(runtime, code, state)

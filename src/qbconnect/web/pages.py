@@ -32,8 +32,9 @@ from qbconnect.runtime import Runtime
 from qbconnect.services import activity_log, flows, log_actions
 from qbconnect.services.activity_log import DIRECTION_WORDS, LogFilter, activity_json, attempt_json, kind_title
 from qbconnect.services.checks import run_checks
+from qbconnect.services.mappings import CrmCatalogue, crm_catalogue, mapping_tables, read_mapping_rows
 from qbconnect.services.overview import customer_import_progress, token_health
-from qbconnect.services.qbo_lists import pick_lists
+from qbconnect.services.qbo_lists import PickLists, pick_lists
 from qbconnect.sync.engine import registry
 from qbconnect.web.api import crm_app_host, field_errors, who
 from qbconnect.web.auth import (
@@ -111,28 +112,8 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-def _map_text(mapping: dict[str, str]) -> str:
-    return "\n".join(f"{key} = {value}" for key, value in mapping.items())
-
-
 def form_values(settings: LocationSettings) -> dict[str, Any]:
-    values = location_settings.dump(settings)
-    for name in MAP_FIELDS:
-        values[name] = _map_text(getattr(settings, name))
-    return values
-
-
-def parse_map(text: str) -> dict[str, str]:
-    """``key = value`` lines; raises ValueError naming the bad line."""
-    mapping: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ValueError(f"line {number} should look like 'key = QuickBooks id'")
-        mapping[key.strip()] = value.strip()
-    return mapping
+    return location_settings.dump(settings)
 
 
 @dataclass
@@ -157,12 +138,9 @@ def read_settings_form(form: dict[str, Any], receipt_kinds: list[str]) -> Submit
             raw[name] = value
             patch[name] = value or None
     for name in MAP_FIELDS:
-        if name in form:
-            raw[name] = str(form[name])
-            try:
-                patch[name] = parse_map(raw[name])
-            except ValueError as exc:
-                errors[name] = str(exc)
+        mapping = read_mapping_rows(form, name)
+        if mapping is not None:
+            patch[name] = raw[name] = mapping
     chosen = set(receipt_kinds)
     patch["receipt_kinds_disabled"] = raw["receipt_kinds_disabled"] = [
         kind.value for kind in RECEIPT_KIND_WORDS if kind.value not in chosen
@@ -354,6 +332,7 @@ def render_page(
         realm_id = connection.realm_id if connection is not None else None
         usable = connection is not None and connection.active_realm_id is not None and connection.status == "connected"
     lists = pick_lists(runtime, location_id, realm_id) if usable and realm_id else None
+    catalogue = crm_catalogue(runtime, location_id) if usable else None
     found_checks = run_checks(runtime, location_id) if usable else None
     checks = [check.as_json() for check in found_checks or []]
     with runtime.sessions() as session:
@@ -378,6 +357,8 @@ def render_page(
             "values": values,
             "errors": errors or {},
             "lists": lists,
+            "mappings": mapping_tables(values, catalogue or CrmCatalogue(), lists or PickLists()),
+            "catalogue_error": catalogue.error if catalogue else None,
             "review_active": settings.review_requests_active,
             "preview": preview,
             "preview_error": preview_error,

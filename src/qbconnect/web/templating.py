@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 
-templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
+
+def brand(request: Request) -> dict[str, Any]:
+    """White-label names for every page: the product's name and accent colour from the settings."""
+    settings = request.app.state.runtime.settings
+    return {"product_name": settings.product_name, "brand_color": settings.brand_color}
+
+
+templates = Jinja2Templates(directory=str(TEMPLATE_DIR), context_processors=[brand])
 
 
 def _when(value: datetime | None) -> str:
