@@ -306,3 +306,21 @@ def test_landing_page_and_framed_login_redirect(client: TestClient) -> None:
     assert framed.status_code == 303 and framed.headers["location"] == "/sso/crm"
     script = client.get("/static/sso.js").text
     assert "REQUEST_USER_DATA" in script and "REQUEST_USER_DATA_RESPONSE" in script and "/sso/crm" in script
+
+
+def test_signing_in_again_keeps_the_session_and_its_csrf_token(client: TestClient) -> None:
+    """Every framed page asks the CRM again; the same user in the same location keeps the session, so the
+    form already on the page still posts (the browser test found the settings form refused otherwise)."""
+    first = client.post("/sso/crm", json={"encryptedData": context("loc-A")})
+    assert "set-cookie" in first.headers
+    token = CSRF.search(client.get("/settings/integrations", params={"location_id": "loc-A"}).text)
+    assert token is not None
+    again = client.post("/sso/crm", json={"encryptedData": context("loc-A")})
+    assert again.status_code == 200 and "set-cookie" not in again.headers
+    saved = client.post(
+        "/settings/integrations/settings",
+        data={"location_id": "loc-A", "csrf_token": token.group(1), "item_strategy": "match_or_create"},
+    )
+    assert saved.status_code == 303
+    switched = client.post("/sso/crm", json={"encryptedData": context("loc-B")})
+    assert switched.status_code == 200 and "set-cookie" in switched.headers  # another location: a new session

@@ -197,6 +197,8 @@ def start_stack(
         "crm_auth_url": f"{crm_server.base_url}/oauth/chooselocation",
         "crm_webhook_public_key": crm.webhook_public_key,
         "crm_webhook_rsa_public_key": crm.legacy_rsa_public_key_pem,
+        "crm_shared_secret": crm.custom_page.shared_secret,
+        "frame_ancestors": f"'self' {crm_server.base_url}",  # the CRM emulator frames the custom page
         "log_json": False,
         "_env_file": None,
     }
@@ -212,6 +214,7 @@ def start_stack(
     service_server = serve_in_thread(app, port=port)
     qbo.webhook_url = f"{service_url}/webhooks/qbo"
     crm.webhook_url = f"{service_url}/webhooks/crm"
+    crm.custom_page.url = f"{service_url}/sso/crm"
     return Stack(
         runtime=runtime,
         qbo=qbo,

@@ -96,12 +96,17 @@ def catalogue_from(
     taxes: dict[str, CrmKey] = {}
     methods: dict[str, CrmKey] = {}
     lines: list[CrmLine] = [line for invoice in invoices for line in invoice.items]
+    orders = list(orders)
     lines += [line for order in orders for line in order.items]
     for line in lines:
         if line.product_id and line.product_id not in products:
             products[line.product_id] = CrmKey(line.product_id, line.name or line.product_id)
         for tax in line.taxes:
             found = _tax_key(tax)
+            taxes.setdefault(found.key, found)
+    for order in orders:
+        for summary in order.tax_lines:  # an order's taxSummary: the taxes it was charged
+            found = _tax_key(CrmTax(id=summary.id, name=summary.name, rate=summary.rate))
             taxes.setdefault(found.key, found)
     for txn in transactions:
         for key in payment_method_key_candidates(txn):

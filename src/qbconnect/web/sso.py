@@ -35,6 +35,7 @@ from qbconnect.web.auth import (
     Admin,
     make_crm_session_cookie,
     reachable_location_ids,
+    read_crm_session_cookie,
 )
 from qbconnect.web.templating import templates
 
@@ -161,6 +162,15 @@ async def sso_crm(request: Request) -> Response:
         user_type=context.type,
     )
     response = JSONResponse({"location_id": location_id, "redirect": settings_path(location_id)})
+    current = read_crm_session_cookie(runtime, request.cookies.get(CRM_SESSION_COOKIE))
+    if current is not None and (current.user_id, current.company_id, current.location_id) == (
+        context.user_id,
+        context.company_id,
+        location_id,
+    ):
+        # Every framed page signs in again (the CRM user may have switched location); the same user in
+        # the same location keeps the session, so the forms already on the page keep a valid CSRF token.
+        return response
     secure = runtime.settings.https
     response.set_cookie(
         CRM_SESSION_COOKIE,

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from .contacts_api import contacts_router
 from .control_api import control_errors, control_router
 from .conversations_api import conversations_router
+from .custom_page import build_custom_page_router
 from .errors import HLError
 from .invoices_api import invoices_router
 from .oauth_api import oauth_router
@@ -38,7 +39,7 @@ def create_app(sandbox: CrmSandbox) -> FastAPI:
         family = path.strip("/").split("/", 1)[0]
         if family not in API_VERSIONS:
             response = await call_next(request)
-            if not path.startswith("/_sandbox"):
+            if not path.startswith(("/_sandbox", "/ui/")):
                 sandbox.record_request(request.method, path, None, response.status_code)
             return response
         now = sandbox.now()
@@ -89,5 +90,6 @@ def create_app(sandbox: CrmSandbox) -> FastAPI:
     app.include_router(payments_router(sandbox))
     app.include_router(conversations_router(sandbox))
     app.include_router(control_router(sandbox))
+    app.include_router(build_custom_page_router(sandbox))
 
     return app

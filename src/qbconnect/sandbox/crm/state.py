@@ -17,6 +17,7 @@ import httpx
 from . import billing
 from . import contacts as contact_rules
 from .common import iso_ms, iso_seconds, jsonable, object_id, short_id
+from .custom_page import CustomPage
 from .oauth import TokenStore
 from .ratelimit import BurstLimiter
 from .totals import cents, to_decimal
@@ -83,6 +84,7 @@ class CrmSandbox:
         self.webhook_public_key_pem: str = self._signer.ed25519_public_key_pem
         self.legacy_rsa_public_key_pem: str = self._signer.rsa_public_key_pem
         self.next_location_id: str | None = None
+        self.custom_page = CustomPage()  # the app's custom page, framed by /ui/locations/{id}/integrations
         # Agency (bulk) installs: set ``next_bulk_install`` to location ids and the next install is a
         # Company grant approving them; ``agency_installs`` is what /oauth/installedLocations lists.
         self.next_bulk_install: list[str] | None = None
