@@ -266,6 +266,24 @@ def headline(row: Activity) -> str:
     return text
 
 
+def status_words(row: Activity) -> tuple[str, str]:
+    """The row's status in words and its colour: a failed row that a later run fixed, or that someone
+    dismissed, is no longer shown as an open failure."""
+    if row.status == "failed" and row.resolved_at is not None:
+        return "Failed · fixed by a later run", "resolved"
+    if row.status == "failed" and row.dismissed_at is not None:
+        return "Failed · dismissed", "dismissed"
+    return STATUS_WORDS.get(row.status, row.status), row.status
+
+
+def dismissed_text(row: Activity) -> str | None:
+    """ "Dismissed by Ann Example <ann@example.com> · CRM user u1 on 2026-12-03 12:57 UTC"."""
+    when = as_utc(row.dismissed_at)
+    if when is None:
+        return None
+    return f"Dismissed by {row.dismissed_by or 'someone'} on {when:%Y-%m-%d %H:%M} UTC"
+
+
 def is_open_problem(row: Activity) -> bool:
     return row.status == "failed" and row.resolved_at is None and row.dismissed_at is None
 
@@ -285,6 +303,7 @@ def activity_json(
         else None
     )
     retryable = row.status in RETRYABLE
+    status_text, pill = status_words(row)
     return {
         "id": row.id,
         "location_id": row.location_id,
@@ -301,7 +320,8 @@ def activity_json(
         "entity_id": row.entity_id,
         "direction": row.direction,
         "status": row.status,
-        "status_text": STATUS_WORDS.get(row.status, row.status),
+        "status_text": status_text,
+        "pill": pill,
         "reason": row.reason,
         "summary": row.summary,
         "attempts": row.attempts,
@@ -320,6 +340,7 @@ def activity_json(
         "resolved_at": _iso(row.resolved_at),
         "dismissed_at": _iso(row.dismissed_at),
         "dismissed_by": row.dismissed_by,
+        "dismissed_text": dismissed_text(row),
         "retryable": retryable and connected,
         "dismissable": is_open_problem(row),
         "created_at": _iso(row.created_at),

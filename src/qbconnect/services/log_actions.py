@@ -69,6 +69,26 @@ def retry_after_settings_change(session: Session, location_id: str, changed: set
     return retry_all_failed(session, location_id, only_settings=frozenset(changed))
 
 
+WHO_MAX = 128  # Activity.dismissed_by
+
+
+def actor(*, user_id: str | None, name: str | None = None, email: str | None = None) -> str:
+    """Who acted, as the sync log keeps it: "Ann Example <ann@example.com> · CRM user u1" for a CRM user
+    (when that does not fit the column, the email goes, then the name is shortened), "admin" for the operator."""
+    if not user_id:
+        return "admin"
+    tail = f"CRM user {user_id}"
+    name = (name or "").strip()
+    email = (email or "").strip()
+    for head in (f"{name} <{email}>" if name and email else name or email, name):
+        if head and len(head) + 3 + len(tail) <= WHO_MAX:
+            return f"{head} · {tail}"
+    room = WHO_MAX - 3 - len(tail) - 1
+    if name and room > 0:
+        return f"{name[:room]}… · {tail}"
+    return tail[:WHO_MAX]
+
+
 def dismiss(session: Session, activity_id: int, who: str) -> Activity:
     row = session.get(Activity, activity_id)
     if row is None:
@@ -77,7 +97,7 @@ def dismiss(session: Session, activity_id: int, who: str) -> Activity:
         raise ActionRefused(409, f"only open problems can be dismissed; this row is {row.status}")
     if row.dismissed_at is None:
         row.dismissed_at = utcnow()
-        row.dismissed_by = who[:128]
+        row.dismissed_by = who[:WHO_MAX]
     return row
 
 
