@@ -62,6 +62,10 @@ QBO_APP_PATHS = {
 }
 # The QuickBooks type of a kind's QuickBooks id, when the handler did not say.
 KIND_QBO_TYPES = {"invoice": "Invoice", "transaction": "SalesReceipt", "customer": "Customer", "qbo_payment": "Payment"}
+# What a row's number counts, when the label does not already say it (a review request's first invoice).
+NUMBER_NOUNS = {"qbo_payment": "Invoice"}
+# What a QuickBooks → CRM row wrote in the CRM.
+CRM_TARGET_WORDS = {"customer": "contact"}
 QBO_APP_HOSTS = {"sandbox": "https://app.sandbox.qbo.intuit.com", "production": "https://app.qbo.intuit.com"}
 CURRENCY_SIGNS = {"USD": "$", "CAD": "CA$", "AUD": "A$", "NZD": "NZ$", "GBP": "£", "EUR": "€"}
 
@@ -252,17 +256,23 @@ def crm_link(row: Activity, crm_app_host: str | None) -> str | None:
 
 
 def headline(row: Activity) -> str:
-    """ "Invoice #1042 · Kira Garcia · $885.00 → QuickBooks invoice 19"."""
+    """ "Invoice #1042 · Kira Garcia · $885.00 → QuickBooks invoice 19", "Contact · Kira Garcia → CRM contact
+    c81…", "Review request · Kira Garcia · Invoice #1042"."""
     what = kind_title(row.kind)
     title = row.label or (f"{what} #{row.number}" if row.number else None)
     if title is None:
         shown = row.crm_id or row.entity_id
         title = what if not shown or shown == "all" else f"{what} {shown}"
     parts = [title, row.customer, money(row.amount, row.currency)]
+    noun = NUMBER_NOUNS.get(row.kind)
+    if row.label and row.number and noun and row.number not in row.label:
+        parts.append(f"{noun} #{row.number}")  # "Review request · Kira Garcia · Invoice #1042"
     text = " · ".join(p for p in parts if p)
     if row.qbo_id and row.direction == "crm_to_qbo":
         words = QBO_TYPE_WORDS.get(qbo_type_of(row) or "", "record")
         text += f" → QuickBooks {words} {row.qbo_id}"
+    elif row.crm_id and row.direction == "qbo_to_crm" and row.kind in CRM_TARGET_WORDS:
+        text += f" → CRM {CRM_TARGET_WORDS[row.kind]} {row.crm_id}"  # "Contact · Kira Garcia → CRM contact …"
     return text
 
 
