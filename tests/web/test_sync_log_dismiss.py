@@ -8,17 +8,18 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
+from qbconnect.clock import utcnow
 from qbconnect.crm.user_context import encrypt
 from qbconnect.db.models import Activity, Location
-from qbconnect.runtime import Runtime
 from qbconnect.services.log_actions import WHO_MAX, actor
-from qbconnect.web.app import create_app
+from qbconnect.sync.engine import jobs
 from tests.conftest import TEST_ADMIN
+from tests.support.stack_fixtures import Connected, build_stack
 
 SECRET = "shared-secret-for-dismiss-tests"
 ADMIN = {"Authorization": f"Bearer {TEST_ADMIN}"}
@@ -26,23 +27,45 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 ANN = "Ann Example <ann@example.com> · CRM user u1"
 
 
-def _user_context(location: str) -> str:
+@pytest.fixture
+def shop(tmp_path: Path) -> Iterator[Connected]:
+    """A connected location on the running service, with single sign-on from the CRM turned on."""
+    stack = build_stack(tmp_path, settings_overrides={"crm_shared_secret": SECRET})
+    location_id = stack.install_crm_location(name="Acme Plumbing")
+    realm_id = stack.connect_quickbooks(location_id, name="Acme Plumbing LLC", country="US")
+    stack.drain()
+    yield Connected(stack=stack, location_id=location_id, realm_id=realm_id)
+    stack.stop()
+    jobs.set_dispatcher(None)
+
+
+@pytest.fixture
+def client(shop: Connected) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=shop.stack.service_url, follow_redirects=False, timeout=30) as http:
+        yield http
+
+
+def _user_context(shop: Connected) -> str:
+    with shop.stack.runtime.sessions() as session:
+        location = session.get(Location, shop.location_id)
+        assert location is not None
+        company_id = location.company_id or "comp-1"
     data = {
         "userId": "u1",
-        "companyId": "comp-1",
+        "companyId": company_id,
         "role": "admin",
         "type": "location",
-        "activeLocation": location,
+        "activeLocation": shop.location_id,
         "userName": "Ann Example",
         "email": "ann@example.com",
     }
     return encrypt(json.dumps(data).encode(), SECRET)
 
 
-def _problem(runtime: Runtime, entity: str) -> int:
-    with runtime.sessions.begin() as session:
+def _problem(shop: Connected, entity: str) -> int:
+    with shop.stack.runtime.sessions.begin() as session:
         row = Activity(
-            location_id="loc-A",
+            location_id=shop.location_id,
             kind="invoice",
             entity_id=entity,
             direction="crm_to_qbo",
@@ -56,26 +79,23 @@ def _problem(runtime: Runtime, entity: str) -> int:
         return row.id
 
 
-@pytest.fixture
-def client(sqlite_runtime: Runtime) -> Iterator[TestClient]:
-    sqlite_runtime.settings.crm_shared_secret = SecretStr(SECRET)
-    with sqlite_runtime.sessions.begin() as session:
-        session.add(Location(id="loc-A", name="Acme", company_id="comp-1", crm_status="installed", settings={}))
-    with TestClient(create_app(sqlite_runtime), follow_redirects=False) as test_client:
-        yield test_client
-
-
-def _signed_in(client: TestClient) -> str:
+def _signed_in(client: httpx.Client, shop: Connected) -> str:
     """Open a location session as the CRM user Ann; returns the page's CSRF token."""
-    assert client.post("/sso/crm", json={"encryptedData": _user_context("loc-A")}).status_code == 200
-    page = client.get("/settings/integrations", params={"location_id": "loc-A"})
+    assert client.post("/sso/crm", json={"encryptedData": _user_context(shop)}).status_code == 200
+    page = client.get("/settings/integrations", params={"location_id": shop.location_id})
     found = CSRF.search(page.text)
     assert page.status_code == 200 and found is not None
     return found.group(1)
 
 
-def test_the_admin_token_dismisses_as_admin(client: TestClient, sqlite_runtime: Runtime) -> None:
-    row = _problem(sqlite_runtime, "1001")
+def _history(client: httpx.Client, shop: Connected, row: int) -> str:
+    html = client.get("/settings/integrations/sync-log", params={"location_id": shop.location_id}).text
+    start = html.index(f'id="row-{row}"')
+    return html[start : html.index("</li>", start)]
+
+
+def test_the_admin_token_dismisses_as_admin(client: httpx.Client, shop: Connected) -> None:
+    row = _problem(shop, "1001")
     answer = client.post(f"/api/activity/{row}/dismiss", headers=ADMIN)
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -88,11 +108,9 @@ def test_the_admin_token_dismisses_as_admin(client: TestClient, sqlite_runtime: 
     assert shown["open_problem"] is False and shown["status_text"] == "Failed · dismissed"
 
 
-def test_a_crm_user_dismisses_with_name_email_and_id_through_the_api(
-    client: TestClient, sqlite_runtime: Runtime
-) -> None:
-    row = _problem(sqlite_runtime, "1002")
-    token = _signed_in(client)
+def test_a_crm_user_dismisses_with_name_email_and_id_through_the_api(client: httpx.Client, shop: Connected) -> None:
+    row = _problem(shop, "1002")
+    token = _signed_in(client, shop)
     answer = client.post(f"/api/activity/{row}/dismiss", headers={"X-CSRF-Token": token})
     assert answer.status_code == 200, answer.text
     assert answer.json()["dismissed_by"] == ANN
@@ -100,42 +118,70 @@ def test_a_crm_user_dismisses_with_name_email_and_id_through_the_api(
     assert shown["dismissed_by"] == ANN and shown["dismissed_text"].startswith(f"Dismissed by {ANN} on ")
     # A second dismiss (by the admin) keeps who dismissed it first.
     assert client.post(f"/api/activity/{row}/dismiss", headers=ADMIN).json()["dismissed_by"] == ANN
-    with sqlite_runtime.sessions() as session:
+    with shop.stack.runtime.sessions() as session:
         stored = session.get(Activity, row)
         assert stored is not None and stored.dismissed_by == ANN and stored.dismissed_at is not None
 
 
-def test_a_crm_user_dismisses_from_the_page_and_the_history_shows_who(
-    client: TestClient, sqlite_runtime: Runtime
-) -> None:
-    row = _problem(sqlite_runtime, "1003")
-    token = _signed_in(client)
-    before = client.get("/settings/integrations", params={"location_id": "loc-A"}).text
+def test_a_crm_user_dismisses_from_the_page_and_the_history_shows_who(client: httpx.Client, shop: Connected) -> None:
+    row = _problem(shop, "1003")
+    token = _signed_in(client, shop)
+    before = client.get("/settings/integrations", params={"location_id": shop.location_id}).text
     assert f'id="problem-{row}"' in before
-    form = {"location_id": "loc-A", "activity_id": str(row), "csrf_token": token}
+    form = {"location_id": shop.location_id, "activity_id": str(row), "csrf_token": token}
     answer = client.post("/settings/integrations/dismiss", data=form, headers={"HX-Request": "true"})
     assert answer.status_code == 200, answer.text
-    assert f"Dismissed by {ANN.replace('<', '&lt;').replace('>', '&gt;')}" in answer.text
+    assert "Dismissed by Ann Example &lt;ann@example.com&gt; · CRM user u1; it no longer needs attention" in answer.text
     assert f'id="problem-{row}"' not in answer.text  # no longer needs attention
-    history = client.get("/settings/integrations/sync-log", params={"location_id": "loc-A"}).text
-    row_html = history[history.index(f'id="row-{row}"') :]
-    assert "Failed · dismissed" in row_html
-    assert "Dismissed by Ann Example &lt;ann@example.com&gt; · CRM user u1 on " in row_html
+    shown = _history(client, shop, row)
+    assert "Failed · dismissed" in shown and "pill-dismissed" in shown
+    assert "Dismissed by Ann Example &lt;ann@example.com&gt; · CRM user u1 on " in shown
 
 
-def test_the_admin_login_dismisses_from_the_page_as_admin(client: TestClient, sqlite_runtime: Runtime) -> None:
-    row = _problem(sqlite_runtime, "1004")
+def test_the_admin_login_dismisses_from_the_page_as_admin(client: httpx.Client, shop: Connected) -> None:
+    row = _problem(shop, "1004")
     login = client.get("/login")
-    login_csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
+    login_csrf = CSRF.search(login.text)
     assert login_csrf is not None
     signed = client.post("/login", data={"token": TEST_ADMIN, "csrf_token": login_csrf.group(1), "next": "/"})
     assert signed.status_code == 303
-    token = CSRF.search(client.get("/settings/integrations", params={"location_id": "loc-A"}).text)
+    token = CSRF.search(client.get("/settings/integrations", params={"location_id": shop.location_id}).text)
     assert token is not None
-    form = {"location_id": "loc-A", "activity_id": str(row), "csrf_token": token.group(1)}
+    form = {"location_id": shop.location_id, "activity_id": str(row), "csrf_token": token.group(1)}
     assert client.post("/settings/integrations/dismiss", data=form).status_code == 303
-    history = client.get("/settings/integrations/sync-log", params={"location_id": "loc-A"}).text
-    assert "Dismissed by admin on " in history[history.index(f'id="row-{row}"') :]
+    assert "Dismissed by admin on " in _history(client, shop, row)
+
+
+def test_dismiss_only_where_it_means_something(client: httpx.Client, shop: Connected) -> None:
+    skipped = _problem(shop, "1005")
+    fixed = _problem(shop, "1006")
+    with shop.stack.runtime.sessions.begin() as session:
+        row = session.get(Activity, skipped)
+        assert row is not None
+        row.status = "skipped"
+    with shop.stack.runtime.sessions.begin() as session:
+        later = Activity(
+            location_id=shop.location_id, kind="invoice", entity_id="1006", direction="crm_to_qbo", status="running"
+        )
+        session.add(later)
+        session.flush()
+        jobs.close_problems(session, later, utcnow())
+    assert client.post(f"/api/activity/{skipped}/dismiss", headers=ADMIN).status_code == 422
+    refused = client.post(f"/api/activity/{fixed}/dismiss", headers=ADMIN)
+    assert refused.status_code == 409 and "fixed by a later run" in refused.json()["detail"]
+    fixed_row = client.get(f"/api/activity/{fixed}", headers=ADMIN).json()
+    assert fixed_row["status_text"] == "Failed · fixed by a later run" and fixed_row["pill"] == "resolved"
+    assert fixed_row["dismissable"] is False and fixed_row["open_problem"] is False
+
+    open_row = _problem(shop, "1007")
+    assert client.get(f"/api/activity/{open_row}", headers=ADMIN).json()["dismissable"] is True
+    assert client.post(f"/api/locations/{shop.location_id}/disconnect", headers=ADMIN).status_code == 200
+    assert client.get(f"/api/activity/{open_row}", headers=ADMIN).json()["dismissable"] is False
+    disconnected = client.post(f"/api/activity/{open_row}/dismiss", headers=ADMIN)
+    assert disconnected.status_code == 409 and "not connected" in disconnected.json()["detail"]
+    page = client.get("/settings/integrations", params={"location_id": shop.location_id}, headers=ADMIN).text
+    problem = page[page.index(f'id="problem-{open_row}"') :]
+    assert "/settings/integrations/dismiss" not in problem[: problem.index("</li>")]
 
 
 @pytest.mark.parametrize(

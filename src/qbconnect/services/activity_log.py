@@ -352,7 +352,7 @@ def activity_json(
         "dismissed_by": row.dismissed_by,
         "dismissed_text": dismissed_text(row),
         "retryable": retryable and connected,
-        "dismissable": is_open_problem(row),
+        "dismissable": is_open_problem(row) and connected,
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
     }
@@ -393,6 +393,19 @@ def why_not_retry(row: Activity, *, connected: bool) -> str | None:
         return f"only failed rows can be retried; this one is {row.status}"
     if not connected:
         return "QuickBooks is not connected for this location; reconnect it before retrying"
+    return None
+
+
+def why_not_dismiss(row: Activity, *, connected: bool) -> str | None:
+    """None when Dismiss means something for the row (an open problem, or one already dismissed: dismissing
+    again changes nothing), else the reason in words."""
+    if row.status == "skipped":
+        return "this row is informational (nothing needed doing); there is nothing to dismiss"
+    if row.status != "failed" or row.resolved_at is not None:
+        state = "fixed by a later run" if row.resolved_at is not None else row.status
+        return f"only open problems can be dismissed; this row is {state}"
+    if not connected and row.dismissed_at is None:
+        return "QuickBooks is not connected for this location; reconnect it first (what failed may then succeed)"
     return None
 
 

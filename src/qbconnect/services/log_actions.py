@@ -15,7 +15,7 @@ from qbconnect.connections.state import is_syncing
 from qbconnect.db.models import Activity
 from qbconnect.errors import SyncError
 from qbconnect.runtime import Runtime
-from qbconnect.services.activity_log import open_problems, why_not_retry
+from qbconnect.services.activity_log import open_problems, why_not_dismiss, why_not_retry
 from qbconnect.services.fixes import fix_for
 from qbconnect.sync.engine import jobs
 
@@ -93,8 +93,9 @@ def dismiss(session: Session, activity_id: int, who: str) -> Activity:
     row = session.get(Activity, activity_id)
     if row is None:
         raise ActionRefused(404, f"no sync log row {activity_id}")
-    if row.status != "failed" or row.resolved_at is not None:
-        raise ActionRefused(409, f"only open problems can be dismissed; this row is {row.status}")
+    reason = why_not_dismiss(row, connected=is_syncing(session, row.location_id))
+    if reason is not None:
+        raise ActionRefused(422 if row.status == "skipped" else 409, reason)
     if row.dismissed_at is None:
         row.dismissed_at = utcnow()
         row.dismissed_by = who[:WHO_MAX]
