@@ -121,3 +121,48 @@ def test_a_review_request_row_names_the_customer_and_the_first_invoice(connected
     with connected.stack.runtime.sessions() as session:
         found = activity_log.page_of(session, connected.location_id, LogFilter(kind=QBO_PAYMENT, search="#1042"))
         assert sent.id in [r.id for r in found.rows]
+
+
+def test_a_failed_review_request_still_names_the_customer_and_the_invoice(connected: Connected) -> None:  # noqa: F811
+    """HighLevel refuses the SMS (the contact has no phone): the failed row reads as the review request it is,
+    not as a bare payment id, because the handler described the record before the call that failed."""
+    with connected.stack.runtime.sessions.begin() as session:
+        location = session.get(Location, connected.location_id)
+        assert location is not None
+        location.settings = {
+            **(location.settings or {}),
+            "review_link": "https://g.page/r/acme/review",
+            "review_request_channel": "SMS",
+        }
+    _run(connected)
+    customer_id = _kira(connected)
+    item = next(i for i in connected.stack.qbo.entities(connected.realm_id, "Item") if i["Name"] == "Hours")
+    invoice = connected.stack.qbo.ui_create(
+        connected.realm_id,
+        "Invoice",
+        {
+            "CustomerRef": {"value": customer_id},
+            "DocNumber": "1043",
+            "Line": [
+                {
+                    "Amount": "59.38",
+                    "DetailType": "SalesItemLineDetail",
+                    "SalesItemLineDetail": {"ItemRef": {"value": item["Id"]}},
+                }
+            ],
+        },
+    )
+    payment = connected.stack.qbo.ui_create(
+        connected.realm_id,
+        "Payment",
+        {
+            "CustomerRef": {"value": customer_id},
+            "TotalAmt": "59.38",
+            "Line": [{"Amount": "59.38", "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}],
+        },
+    )
+    _run(connected)
+    failed = [row for row in _rows(connected, QBO_PAYMENT) if row.entity_id == str(payment["Id"])][-1]
+    assert failed.status == "failed", failed.summary
+    assert headline(failed) == "Review request · Kira Garcia · Invoice #1043"
+    assert failed.customer_email == "kira.garcia@example.com"

@@ -94,6 +94,7 @@ def sync_customer(ctx: JobContext) -> Result:
     label = f"QuickBooks customer {qbo_id} ({plan.label})"
     linked_id = link.crm_id if link is not None else None
     readable = _readable(plan.label, plan.email)
+    ctx.describe(**readable)  # a failed write still names the customer in the sync log
     if plan.action is Action.UNCHANGED:
         return Result(
             f"{label}: no change since the last sync, contact not written",

@@ -198,8 +198,10 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
             known,
         )
 
+    ctx.describe(**_readable(known))  # a run that fails from here on still reads as this review request
     customer = qbo.read("Customer", customer_id)
     known.update({key: value for key, value in _customer_fields(customer).items() if value})
+    ctx.describe(**_readable(known))
     linked_id = linked_contact_id(session, ctx.location_id, customer_id)
     crm = ctx.crm()
     contact = resolve_contact(crm, customer, linked_id)
