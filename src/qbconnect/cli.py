@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -357,15 +354,23 @@ def sandbox(
 
 
 @app.command()
-def demo(port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000) -> None:
-    """The whole product on one machine: service + both sandboxes + a connected demo location + live traffic."""
+def demo(
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where request, worker and demo-traffic logs go (default: qbconnect-demo-PORT.log in the "
+            "system's temporary folder)."
+        ),
+    ] = None,
+) -> None:
+    """The whole product on one machine: service + both sandboxes + a connected demo location + live traffic.
+
+    Prints the settings page's URL and the admin token; logs go to a file it names. Ctrl-C (or SIGTERM) stops
+    it and removes its temporary data folder."""
     from qbconnect.demo import run_demo
 
-    configure_logging(json=False)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with contextlib.suppress(KeyboardInterrupt):
-        run_demo(port=port, stop=stop)
+    run_demo(port=port, log_file=log_file)
 
 
 def main() -> None:

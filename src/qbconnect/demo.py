@@ -9,19 +9,29 @@ requests. The settings page shows it all as it happens.
 
 from __future__ import annotations
 
+import logging
 import random
 import secrets
+import shutil
+import signal
+import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import structlog
 from rich.console import Console
+from rich.live import Live
+from rich.spinner import Spinner
 
 from qbconnect.db.models import Location
+from qbconnect.logs import configure_logging
 from qbconnect.sandbox.stack import Stack, start_stack
 
 log = structlog.get_logger(__name__)
@@ -113,7 +123,7 @@ class DemoTraffic:
         )
         self.stack.crm.send_invoice(invoice["_id"])
         self.open_invoices.append(invoice["_id"])
-        return f"CRM invoice {invoice.get('invoiceNumber')} sent to {contact.get('email')}"
+        return f"CRM invoice {invoice.get('invoiceNumber')} sent"
 
     def pay_invoice(self) -> str:
         invoice_id = self.rng.choice(self.open_invoices)
@@ -150,7 +160,7 @@ class DemoTraffic:
         crm = self.stack.crm
         self.transactions.extend(str(t["_id"]) for t in crm.transactions.values() if t.get("entityId") == order["_id"])
         self.subscriptions.extend(sid for sid, sub in crm.subscriptions.items() if sub.get("entityId") == order["_id"])
-        return f"{source_type}/{sub_type or '-'} payment from {contact.get('email')}"
+        return f"{source_type}/{sub_type or '-'} payment"
 
     def renew_subscription(self) -> str:
         sub_id = self.rng.choice(self.subscriptions)
@@ -216,47 +226,191 @@ class DemoTraffic:
         return f"QuickBooks invoice {invoice['Id']} paid in full (first invoice: review request)"
 
 
-def run_demo(*, port: int = 8000, stop: threading.Event | None = None, interval: float = 3.0) -> None:
+@dataclass(frozen=True)
+class DemoInfo:
+    """What the demo prints in its block: where to go and how to get in."""
+
+    settings_url: str
+    service_url: str
+    admin_token: str
+    location_id: str
+    realm_id: str
+    qbo_url: str
+    crm_url: str
+    data_dir: Path
+    log_file: Path
+
+
+def default_log_file(port: int) -> Path:
+    """Beside the temporary data folder, not in it: the log outlives the demo (the folder is removed)."""
+    return Path(tempfile.gettempdir()) / f"qbconnect-demo-{port}.log"
+
+
+def print_block(console: Console, info: DemoInfo) -> None:
+    """The block that stays on screen: no borders, one value per line, so URLs and the token copy whole."""
+    rows = [
+        ("Settings page", info.settings_url),
+        ("Admin token", info.admin_token),
+        ("Log in at", f"{info.service_url}/login (paste the admin token)"),
+        ("Health", f"{info.service_url}/healthz"),
+        (
+            "API",
+            f"curl -H 'Authorization: Bearer {info.admin_token}' {info.service_url}/api/locations/{info.location_id}",
+        ),
+        ("Emulators", f"QuickBooks {info.qbo_url} · HighLevel {info.crm_url}"),
+        ("Data", f"{info.data_dir} (removed when the demo stops)"),
+        ("Log", f"{info.log_file} (requests, worker and demo traffic; kept after the demo stops)"),
+    ]
+    console.rule("[bold green]qbconnect demo is running[/bold green]")
+    for name, value in rows:
+        console.print(f"  [bold]{name + ':':<15}[/bold]{value}", soft_wrap=True, highlight=False)
+    console.rule("Ctrl-C to stop")
+
+
+class _Stopped(BaseException):
+    """SIGTERM (or SIGINT) asked the demo to stop."""
+
+
+def _install_stop_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGINT and SIGTERM stop the demo wherever it is (starting up too); later signals are ignored so the
+    clean-up is not cut short. Returns a function that restores the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            return
+        stop.set()
+        raise _Stopped(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
+
+
+@contextmanager
+def _log_to(log_file: Path) -> Iterator[None]:
+    """Every log line of this process (ours, uvicorn's, the worker's, uncaught thread errors) goes to the file
+    while the demo runs; the terminal keeps the block."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    saved = sys.stderr
+    with log_file.open("w", encoding="utf-8", buffering=1) as sink:
+        sys.stderr = sink
+        root = logging.getLogger()
+        kept = list(root.handlers)
+        for handler in kept:
+            root.removeHandler(handler)
+        try:
+            configure_logging(json=True)  # binds the standard library's handlers to the file
+            structlog.configure(logger_factory=structlog.WriteLoggerFactory(file=sink))
+            yield
+        finally:
+            sys.stderr = saved
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+            for handler in kept:
+                root.addHandler(handler)
+            structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+
+def run_demo(
+    *,
+    port: int = 8000,
+    stop: threading.Event | None = None,
+    interval: float = 3.0,
+    log_file: Path | None = None,
+    console: Console | None = None,
+) -> None:
+    """Run until ``stop`` is set, SIGINT (Ctrl-C) or SIGTERM; then stop everything and remove the data folder."""
     stop = stop or threading.Event()
-    console = Console(soft_wrap=True)
+    console = console or Console(soft_wrap=True)
+    log_file = (log_file or default_log_file(port)).resolve()
+    restore_signals = _install_stop_signals(stop)
     data_dir = Path(tempfile.mkdtemp(prefix="qbconnect-demo-"))
-    admin_token = secrets.token_urlsafe(18)
-    stack = start_stack(
+    stack: Stack | None = None
+    failure: BaseException | None = None
+    try:
+        console.print(f"Starting the demo (log: {log_file}) …", highlight=False)
+        with _log_to(log_file):
+            try:
+                stack = _start(port, data_dir)
+                info = _connect_demo_location(stack, data_dir, log_file)
+                print_block(console, info)
+                _play(stack, info, stop, interval, console)
+            except Exception as exc:  # the details go to the log; the terminal gets one line
+                log.exception("demo.failed")
+                failure = exc
+            finally:
+                stop.set()  # a signal from here on only waits for the clean-up
+                if stack is not None:
+                    stack.stop()
+    except (_Stopped, KeyboardInterrupt):
+        pass
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        restore_signals()
+    if failure is not None:
+        console.print(
+            f"[red]The demo stopped: {type(failure).__name__}: {failure}[/red] (details in {log_file})",
+            highlight=False,
+        )
+        raise SystemExit(1)
+    console.print(f"Demo stopped; {data_dir} removed. The log is kept at {log_file}.", highlight=False)
+
+
+def _start(port: int, data_dir: Path) -> Stack:
+    return start_stack(
         database_url=f"sqlite:///{data_dir / 'qbconnect.db'}",
         queue_url=f"sqlite:///{data_dir / 'queue.db'}",
         secret_key=secrets.token_urlsafe(32),
-        admin_token=admin_token,
+        admin_token=secrets.token_urlsafe(24),
         service_port=port,
         run_worker=True,
         settings_overrides={"reconcile_interval_seconds": 60.0, "sweep_interval_seconds": 2.0},
     )
-    try:
-        location_id = stack.install_crm_location(name="Greenleaf Gardening")
-        realm_id = stack.connect_quickbooks(location_id, name="Greenleaf Gardening LLC", country="US")
-        stack.qbo.seed_customers(realm_id, 25)
-        with stack.runtime.sessions.begin() as session:
-            location = session.get(Location, location_id)
-            if location is not None:
-                location.settings = {
-                    **(location.settings or {}),
-                    "review_link": "https://g.page/r/greenleaf-demo/review",
-                    "transaction_poll_minutes": 1,
-                }
-        stack.crm.start_webhook_delivery(0.2)
-        stack.qbo.start_webhook_delivery(0.5)
-        settings_url = f"{stack.service_url}/settings/integrations?location_id={location_id}"
-        console.print("\n[bold green]qbconnect demo is running[/bold green]")
-        console.print(f"  settings page : {settings_url}")
-        console.print(f"  log in at     : {stack.service_url}/login   admin token: [bold]{admin_token}[/bold]")
-        console.print(f"  health        : {stack.service_url}/healthz")
-        console.print(
-            f"  API           : curl -H 'Authorization: Bearer {admin_token}' "
-            f"{stack.service_url}/api/locations/{location_id}"
-        )
-        console.print(f"  QuickBooks emulator: {stack.qbo_url}   HighLevel emulator: {stack.crm_url}")
-        console.print(f"  data in {data_dir}\n  Ctrl-C to stop.\n")
-        traffic = DemoTraffic(stack, location_id, realm_id)
+
+
+def _connect_demo_location(stack: Stack, data_dir: Path, log_file: Path) -> DemoInfo:
+    location_id = stack.install_crm_location(name="Greenleaf Gardening")
+    realm_id = stack.connect_quickbooks(location_id, name="Greenleaf Gardening LLC", country="US")
+    stack.qbo.seed_customers(realm_id, 25)
+    with stack.runtime.sessions.begin() as session:
+        location = session.get(Location, location_id)
+        if location is not None:
+            location.settings = {
+                **(location.settings or {}),
+                "review_link": "https://g.page/r/greenleaf-demo/review",
+                "transaction_poll_minutes": 1,
+            }
+    stack.crm.start_webhook_delivery(0.2)
+    stack.qbo.start_webhook_delivery(0.5)
+    return DemoInfo(
+        settings_url=f"{stack.service_url}/settings/integrations?location_id={location_id}",
+        service_url=stack.service_url,
+        admin_token=stack.settings.secret("admin_token"),
+        location_id=location_id,
+        realm_id=realm_id,
+        qbo_url=stack.qbo_url,
+        crm_url=stack.crm_url,
+        data_dir=data_dir,
+        log_file=log_file,
+    )
+
+
+def _play(stack: Stack, info: DemoInfo, stop: threading.Event, interval: float, console: Console) -> None:
+    """Demo traffic until stopped: each action goes to the log; one status line under the block counts them
+    (on a terminal only, so the block is never pushed away)."""
+    traffic = DemoTraffic(stack, info.location_id, info.realm_id)
+    played = 0
+    spinner = Spinner("dots", text="Playing demo traffic …")
+    # No stdout/stderr redirection: the log lines keep going to the file, never above the status line.
+    with Live(spinner, console=console, transient=True, redirect_stdout=False, redirect_stderr=False):
         while not stop.wait(interval):
-            console.print(f"[dim]demo:[/dim] {traffic.step()}")
-    finally:
-        stack.stop()
+            outcome = traffic.step()
+            played += 1
+            log.info("demo.action", outcome=outcome, played=played)
+            spinner.update(text=f"Demo traffic: {played} actions played · last: {outcome}")

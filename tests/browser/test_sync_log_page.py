@@ -102,6 +102,10 @@ def test_wrong_mapping_then_fixed_on_the_page(shop: tuple[Stack, str, str]) -> N
             # The page refreshes itself: no reload between the drain and "All in step".
             expect(page.locator("#health-text")).to_contain_text("All in step", timeout=30_000)
             expect(page.locator(".problem")).to_have_count(0)
+            # The history no longer shows a red failure for what is now booked.
+            expect(page.locator("#sync-log summary .pill-failed")).to_have_count(0, timeout=30_000)
+            receipts = page.locator("#sync-log summary").filter(has_text="Sales receipt")
+            expect(receipts.locator(".pill-done")).to_have_count(3, timeout=30_000)  # the history refreshes itself
             assert page.evaluate(NO_OVERFLOW)
             page.screenshot(path=str(OUTPUT / "sync-log-1280-in-step.png"), full_page=True)
             page.set_viewport_size({"width": 390, "height": 844})

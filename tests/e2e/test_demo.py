@@ -17,50 +17,100 @@ from qbconnect.sandbox.server import free_port
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_demo_serves_health_and_syncs_its_traffic(tmp_path: Path) -> None:
-    port = free_port()
+def _start_demo(tmp_path: Path, port: int) -> tuple[subprocess.Popen[bytes], Path, Path, Path]:
+    """``qbconnect demo`` as a user runs it, its temporary folder under ``tmp_path``, stdout and stderr apart."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QBCONNECT_")}
     env["PYTHONPATH"] = str(REPO / "src")
-    out = tmp_path / "demo.out"
-    with out.open("wb") as sink:
+    env["TMPDIR"] = str(tmp_path / "tmp")  # where the demo makes its temporary data folder
+    (tmp_path / "tmp").mkdir()
+    out, err, log_file = tmp_path / "demo.out", tmp_path / "demo.err", tmp_path / "logs" / "demo.log"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "qbconnect.cli", "demo", "--port", str(port)],
+            [sys.executable, "-m", "qbconnect.cli", "demo", "--port", str(port), "--log-file", str(log_file)],
             cwd=tmp_path,
             env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
+            stdout=stdout,
+            stderr=stderr,
         )
+    return proc, out, err, log_file
+
+
+def _stop(proc: subprocess.Popen[bytes], sig: signal.Signals) -> int:
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+BLOCK = re.compile(
+    r"qbconnect demo is running.*?Settings page:\s+(?P<url>\S+)\s.*?Admin token:\s+(?P<token>\S+)\s"
+    r".*?Data:\s+(?P<data>\S+) \(removed when the demo stops\)\s.*?Log:\s+(?P<log>\S+) .*?Ctrl-C to stop",
+    re.S,
+)
+
+
+def test_demo_serves_health_and_syncs_its_traffic(tmp_path: Path) -> None:
+    port = free_port()
+    proc, out, err, log_file = _start_demo(tmp_path, port)
+    stopped = False
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
-        token = location = None
-        while token is None:
-            assert proc.poll() is None, out.read_text()
-            assert time.monotonic() < deadline, out.read_text()
-            text = out.read_text(errors="replace")
-            found_token = re.search(r"admin token: (\S+)", text)
-            found_location = re.search(r"location_id=(\w+)", text)
-            if found_token and found_location:
-                token, location = found_token.group(1), found_location.group(1)
+        block = None
+        while block is None:
+            assert proc.poll() is None, out.read_text() + err.read_text()
+            assert time.monotonic() < deadline, out.read_text() + err.read_text()
+            block = BLOCK.search(out.read_text(errors="replace"))
             time.sleep(0.3)
+        token = block["token"]
+        location = re.search(r"location_id=(\w+)", block["url"])
+        assert location is not None and block["url"].startswith(base + "/settings/integrations?")
+        assert Path(block["log"]) == log_file.resolve()
+        data_dir = Path(block["data"])
+        assert data_dir.parent == tmp_path / "tmp" and (data_dir / "qbconnect.db").exists()
+
         assert httpx.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
         headers = {"Authorization": f"Bearer {token}"}
-        state = httpx.get(f"{base}/api/locations/{location}", headers=headers, timeout=5).json()
+        state = httpx.get(f"{base}/api/locations/{location[1]}", headers=headers, timeout=5).json()
         assert state["quickbooks"]["status"] == "connected" and state["is_syncing"] is True
         done: list[dict[str, object]] = []
         while not done:
             assert time.monotonic() < deadline + 60, out.read_text()
-            rows = httpx.get(f"{base}/api/locations/{location}/activity", headers=headers, timeout=5).json()["items"]
+            rows = httpx.get(f"{base}/api/locations/{location[1]}/activity", headers=headers, timeout=5).json()["items"]
             done = [row for row in rows if row["status"] == "done" and row["direction"] == "crm_to_qbo"]
             time.sleep(1)
-        page = httpx.get(f"{base}/settings/integrations?location_id={location}", headers=headers, timeout=10)
+        page = httpx.get(f"{base}/settings/integrations?location_id={location[1]}", headers=headers, timeout=10)
         assert page.status_code == 200 and "Greenleaf Gardening LLC" in page.text
+
+        # The traffic went to the log file, not to the terminal: the block is the last thing on screen.
+        logged = log_file.read_text()
+        assert '"event": "demo.action"' in logged and '"event": "job.finished"' in logged
+        assert token not in logged
+        screen = out.read_text()
+        assert screen.rstrip().splitlines()[-1].strip("─ ") == "Ctrl-C to stop"
+        assert '"event"' not in screen and '"event"' not in err.read_text()
+
+        assert _stop(proc, signal.SIGINT) == 0
+        stopped = True
+        assert not data_dir.exists()
+        assert f"{data_dir} removed" in out.read_text() and log_file.exists()
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        if not stopped:
+            _stop(proc, signal.SIGINT)
+
+
+def test_demo_stopped_while_starting_removes_its_folder(tmp_path: Path) -> None:
+    proc, out, err, log_file = _start_demo(tmp_path, free_port())
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "tmp").glob("qbconnect-demo-*")):
+        assert proc.poll() is None, out.read_text() + err.read_text()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert _stop(proc, signal.SIGTERM) == 0, out.read_text() + err.read_text()
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert "removed" in out.read_text() and "Traceback" not in err.read_text() and log_file.exists()
 
 
 def test_demo_traffic_survives_every_action_from_an_empty_start(tmp_path: Path) -> None:

@@ -62,6 +62,10 @@ QBO_APP_PATHS = {
 }
 # The QuickBooks type of a kind's QuickBooks id, when the handler did not say.
 KIND_QBO_TYPES = {"invoice": "Invoice", "transaction": "SalesReceipt", "customer": "Customer", "qbo_payment": "Payment"}
+# What a row's number counts, when the label does not already say it (a review request's first invoice).
+NUMBER_NOUNS = {"qbo_payment": "Invoice"}
+# What a QuickBooks → CRM row wrote in the CRM.
+CRM_TARGET_WORDS = {"customer": "contact"}
 QBO_APP_HOSTS = {"sandbox": "https://app.sandbox.qbo.intuit.com", "production": "https://app.qbo.intuit.com"}
 CURRENCY_SIGNS = {"USD": "$", "CAD": "CA$", "AUD": "A$", "NZD": "NZ$", "GBP": "£", "EUR": "€"}
 
@@ -252,18 +256,42 @@ def crm_link(row: Activity, crm_app_host: str | None) -> str | None:
 
 
 def headline(row: Activity) -> str:
-    """ "Invoice #1042 · Kira Garcia · $885.00 → QuickBooks invoice 19"."""
+    """ "Invoice #1042 · Kira Garcia · $885.00 → QuickBooks invoice 19", "Contact · Kira Garcia → CRM contact
+    c81…", "Review request · Kira Garcia · Invoice #1042"."""
     what = kind_title(row.kind)
     title = row.label or (f"{what} #{row.number}" if row.number else None)
     if title is None:
         shown = row.crm_id or row.entity_id
         title = what if not shown or shown == "all" else f"{what} {shown}"
     parts = [title, row.customer, money(row.amount, row.currency)]
+    noun = NUMBER_NOUNS.get(row.kind)
+    if row.label and row.number and noun and row.number not in row.label:
+        parts.append(f"{noun} #{row.number}")  # "Review request · Kira Garcia · Invoice #1042"
     text = " · ".join(p for p in parts if p)
     if row.qbo_id and row.direction == "crm_to_qbo":
         words = QBO_TYPE_WORDS.get(qbo_type_of(row) or "", "record")
         text += f" → QuickBooks {words} {row.qbo_id}"
+    elif row.crm_id and row.direction == "qbo_to_crm" and row.kind in CRM_TARGET_WORDS:
+        text += f" → CRM {CRM_TARGET_WORDS[row.kind]} {row.crm_id}"  # "Contact · Kira Garcia → CRM contact …"
     return text
+
+
+def status_words(row: Activity) -> tuple[str, str]:
+    """The row's status in words and its colour: a failed row that a later run fixed, or that someone
+    dismissed, is no longer shown as an open failure."""
+    if row.status == "failed" and row.resolved_at is not None:
+        return "Failed · fixed by a later run", "resolved"
+    if row.status == "failed" and row.dismissed_at is not None:
+        return "Failed · dismissed", "dismissed"
+    return STATUS_WORDS.get(row.status, row.status), row.status
+
+
+def dismissed_text(row: Activity) -> str | None:
+    """ "Dismissed by Ann Example <ann@example.com> · CRM user u1 on 2026-12-03 12:57 UTC"."""
+    when = as_utc(row.dismissed_at)
+    if when is None:
+        return None
+    return f"Dismissed by {row.dismissed_by or 'someone'} on {when:%Y-%m-%d %H:%M} UTC"
 
 
 def is_open_problem(row: Activity) -> bool:
@@ -285,6 +313,7 @@ def activity_json(
         else None
     )
     retryable = row.status in RETRYABLE
+    status_text, pill = status_words(row)
     return {
         "id": row.id,
         "location_id": row.location_id,
@@ -301,7 +330,8 @@ def activity_json(
         "entity_id": row.entity_id,
         "direction": row.direction,
         "status": row.status,
-        "status_text": STATUS_WORDS.get(row.status, row.status),
+        "status_text": status_text,
+        "pill": pill,
         "reason": row.reason,
         "summary": row.summary,
         "attempts": row.attempts,
@@ -320,8 +350,9 @@ def activity_json(
         "resolved_at": _iso(row.resolved_at),
         "dismissed_at": _iso(row.dismissed_at),
         "dismissed_by": row.dismissed_by,
+        "dismissed_text": dismissed_text(row),
         "retryable": retryable and connected,
-        "dismissable": is_open_problem(row),
+        "dismissable": is_open_problem(row) and connected,
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
     }
@@ -362,6 +393,19 @@ def why_not_retry(row: Activity, *, connected: bool) -> str | None:
         return f"only failed rows can be retried; this one is {row.status}"
     if not connected:
         return "QuickBooks is not connected for this location; reconnect it before retrying"
+    return None
+
+
+def why_not_dismiss(row: Activity, *, connected: bool) -> str | None:
+    """None when Dismiss means something for the row (an open problem, or one already dismissed: dismissing
+    again changes nothing), else the reason in words."""
+    if row.status == "skipped":
+        return "this row is informational (nothing needed doing); there is nothing to dismiss"
+    if row.status != "failed" or row.resolved_at is not None:
+        state = "fixed by a later run" if row.resolved_at is not None else row.status
+        return f"only open problems can be dismissed; this row is {state}"
+    if not connected and row.dismissed_at is None:
+        return "QuickBooks is not connected for this location; reconnect it first (what failed may then succeed)"
     return None
 
 

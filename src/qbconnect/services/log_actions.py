@@ -15,7 +15,7 @@ from qbconnect.connections.state import is_syncing
 from qbconnect.db.models import Activity
 from qbconnect.errors import SyncError
 from qbconnect.runtime import Runtime
-from qbconnect.services.activity_log import open_problems, why_not_retry
+from qbconnect.services.activity_log import open_problems, why_not_dismiss, why_not_retry
 from qbconnect.services.fixes import fix_for
 from qbconnect.sync.engine import jobs
 
@@ -69,15 +69,36 @@ def retry_after_settings_change(session: Session, location_id: str, changed: set
     return retry_all_failed(session, location_id, only_settings=frozenset(changed))
 
 
+WHO_MAX = 128  # Activity.dismissed_by
+
+
+def actor(*, user_id: str | None, name: str | None = None, email: str | None = None) -> str:
+    """Who acted, as the sync log keeps it: "Ann Example <ann@example.com> · CRM user u1" for a CRM user
+    (when that does not fit the column, the email goes, then the name is shortened), "admin" for the operator."""
+    if not user_id:
+        return "admin"
+    tail = f"CRM user {user_id}"
+    name = (name or "").strip()
+    email = (email or "").strip()
+    for head in (f"{name} <{email}>" if name and email else name or email, name):
+        if head and len(head) + 3 + len(tail) <= WHO_MAX:
+            return f"{head} · {tail}"
+    room = WHO_MAX - 3 - len(tail) - 1
+    if name and room > 0:
+        return f"{name[:room]}… · {tail}"
+    return tail[:WHO_MAX]
+
+
 def dismiss(session: Session, activity_id: int, who: str) -> Activity:
     row = session.get(Activity, activity_id)
     if row is None:
         raise ActionRefused(404, f"no sync log row {activity_id}")
-    if row.status != "failed" or row.resolved_at is not None:
-        raise ActionRefused(409, f"only open problems can be dismissed; this row is {row.status}")
+    reason = why_not_dismiss(row, connected=is_syncing(session, row.location_id))
+    if reason is not None:
+        raise ActionRefused(422 if row.status == "skipped" else 409, reason)
     if row.dismissed_at is None:
         row.dismissed_at = utcnow()
-        row.dismissed_by = who[:128]
+        row.dismissed_by = who[:WHO_MAX]
     return row
 
 

@@ -238,10 +238,12 @@ def retry(request: Request, activity_id: RowIdPath) -> JSONResponse:
     return JSONResponse({"job_id": job_id, "status": "queued"}, status_code=202)
 
 
-def who(admin: Admin) -> str:
-    """Who acted: the session's user when a location session carries one, else "admin"."""
-    name = getattr(admin, "user_name", None) or getattr(admin, "user_id", None)
-    return str(name) if name else "admin"
+def who(caller: Admin) -> str:
+    """Who acted: the CRM user of a location session (name, email and id), else "admin" (the operator, with
+    the admin token or the admin login)."""
+    if caller.is_admin:
+        return "admin"
+    return log_actions.actor(user_id=caller.user_id, name=caller.user_name, email=caller.user_email)
 
 
 @router.post("/activity/{activity_id}/dismiss")
@@ -255,6 +257,7 @@ def dismiss(request: Request, activity_id: RowIdPath, admin: Admin = Depends(req
             "id": row.id,
             "dismissed_at": row.dismissed_at.isoformat() if row.dismissed_at else None,
             "dismissed_by": row.dismissed_by,
+            "dismissed_text": activity_log.dismissed_text(row),
         }
     return JSONResponse(body)
 

@@ -71,6 +71,8 @@ class Admin:
     location_id: str | None = None
     company_id: str | None = None
     user_id: str | None = None
+    user_name: str | None = None  # the CRM user's name and email, as the user context gave them
+    user_email: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -158,18 +160,31 @@ class CrmSession:
     user_id: str
     company_id: str
     location_id: str | None
+    user_name: str | None = None
+    user_email: str | None = None
 
 
 def make_crm_session_cookie(
-    runtime: Runtime, *, user_id: str, company_id: str, location_id: str | None, now: float | None = None
+    runtime: Runtime,
+    *,
+    user_id: str,
+    company_id: str,
+    location_id: str | None,
+    user_name: str | None = None,
+    user_email: str | None = None,
+    now: float | None = None,
 ) -> str:
-    """A location session: bound to the CRM user and the location (or the company, for an agency user)."""
+    """A location session: bound to the CRM user and the location (or the company, for an agency user). The
+    user's name and email ride along (the user's own, in their own HttpOnly cookie) so what they do, e.g.
+    dismissing a problem, is recorded with who did it."""
     data = {
         "sid": secrets.token_urlsafe(18),
         "exp": int((now or time.time()) + SESSION_SECONDS),
         "uid": user_id,
         "cid": company_id,
         "loc": location_id,
+        "un": user_name,
+        "em": user_email,
     }
     payload = _b64(json.dumps(data, separators=(",", ":")).encode())
     return f"{payload}.{_mac(runtime, 'crm-session', payload)}"
@@ -189,6 +204,8 @@ def read_crm_session_cookie(runtime: Runtime, value: str | None, *, now: float |
             user_id=str(data["uid"]),
             company_id=str(data["cid"]),
             location_id=None if data["loc"] is None else str(data["loc"]),
+            user_name=_as_text(data.get("un")),
+            user_email=_as_text(data.get("em")),
         )
         expires = int(data["exp"])
     except (ValueError, KeyError, TypeError):
@@ -237,6 +254,8 @@ def caller_of(request: Request) -> Admin | None:
         location_id=crm.location_id,
         company_id=crm.company_id,
         user_id=crm.user_id,
+        user_name=crm.user_name,
+        user_email=crm.user_email,
     )
 
 

@@ -544,6 +544,7 @@ def _act_on_row(
     action: Callable[[Session], object],
     refused_title: str,
     flag: str,
+    message: str | None = None,
 ) -> Response:
     """Retry or dismiss one sync-log row of ``location_id`` from the page's forms."""
     refused: log_actions.ActionRefused | None = None
@@ -557,7 +558,7 @@ def _act_on_row(
             refused = exc
     if refused is not None:
         return _refused(request, admin, location_id, refused.status, refused_title, refused.message)
-    return _acted(request, admin, location_id, flag, FLASHES[flag])
+    return _acted(request, admin, location_id, flag, message or FLASHES[flag])
 
 
 @router.post("/settings/integrations/retry", response_class=HTMLResponse)
@@ -589,14 +590,16 @@ def dismiss_form(
     admin: Admin = Depends(require_location_access),
 ) -> Response:
     check_form_csrf(admin, csrf_token)
+    actor = who(admin)
     return _act_on_row(
         request,
         admin,
         location_id,
         activity_id,
-        lambda session: log_actions.dismiss(session, activity_id, who(admin)),
+        lambda session: log_actions.dismiss(session, activity_id, actor),
         "Cannot dismiss",
         "dismissed",
+        f"Dismissed by {actor}; it no longer needs attention (it stays in the history).",
     )
 
 

@@ -175,7 +175,12 @@ async def sso_crm(request: Request) -> Response:
     response.set_cookie(
         CRM_SESSION_COOKIE,
         make_crm_session_cookie(
-            runtime, user_id=context.user_id, company_id=context.company_id, location_id=location_id
+            runtime,
+            user_id=context.user_id,
+            company_id=context.company_id,
+            location_id=location_id,
+            user_name=context.user_name,
+            user_email=context.email,
         ),
         max_age=SESSION_SECONDS,
         path="/",

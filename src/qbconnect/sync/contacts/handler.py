@@ -38,6 +38,7 @@ from qbconnect.sync.links.customers import load_index, mark_deleted, mark_inacti
 __all__ = ["import_customers", "start_customer_import", "sweep_changes", "sync_customer"]
 
 SWEEP_EVERY_SECONDS = 300.0
+CONTACT_LABEL = "Contact"
 
 
 def _setup(ctx: JobContext) -> ContactSetup:
@@ -92,12 +93,15 @@ def sync_customer(ctx: JobContext) -> Result:
     plan = plan_contact(customer, link, without_email=setup.settings.contacts_without_email, realm_id=setup.realm_id)
     label = f"QuickBooks customer {qbo_id} ({plan.label})"
     linked_id = link.crm_id if link is not None else None
+    readable = _readable(plan.label, plan.email)
+    ctx.describe(**readable)  # a failed write still names the customer in the sync log
     if plan.action is Action.UNCHANGED:
         return Result(
             f"{label}: no change since the last sync, contact not written",
             crm_id=linked_id,
             qbo_id=qbo_id,
             skipped=True,
+            **readable,
         )
     if plan.action is Action.INACTIVE:
         mark_inactive(ctx.session, ctx.location_id, qbo_id=qbo_id, content_hash=plan.content_hash)
@@ -106,18 +110,21 @@ def sync_customer(ctx: JobContext) -> Result:
             crm_id=linked_id,
             qbo_id=qbo_id,
             skipped=True,
+            **readable,
         )
     if plan.action is Action.SKIP_NO_EMAIL:
         return Result(
             f"{label} has no email address; customers without email are skipped (see the settings)",
             qbo_id=qbo_id,
             skipped=True,
+            **readable,
         )
     if plan.action is Action.SKIP_NO_CONTACT_INFO:
         return Result(
             f"{label} has neither an email address nor a phone number to match a contact by",
             qbo_id=qbo_id,
             skipped=True,
+            **readable,
         )
     crm = ctx.crm()
     write = write_contact(crm, plan, tag=setup.settings.contact_tag)
@@ -135,8 +142,16 @@ def sync_customer(ctx: JobContext) -> Result:
     verb = "created" if write.created else "updated"
     tagged = f", tagged {setup.settings.contact_tag}" if write.tag_added else ""
     return Result(
-        f"{label} → contact {verb} ({plan.email or plan.phone}{tagged})", crm_id=write.contact_id, qbo_id=qbo_id
+        f"{label} → contact {verb} ({plan.email or plan.phone}{tagged})",
+        crm_id=write.contact_id,
+        qbo_id=qbo_id,
+        **readable,
     )
+
+
+def _readable(customer: str | None, email: str | None) -> dict[str, Any]:
+    """The sync-log row's readable fields: "Contact · Kira Garcia → CRM contact …" (docs/sync-log.md)."""
+    return {"label": CONTACT_LABEL, "customer": customer, "customer_email": email, "qbo_type": "Customer"}
 
 
 def _customer_gone(ctx: JobContext, setup: ContactSetup, qbo_id: str) -> Result:
@@ -148,10 +163,13 @@ def _customer_gone(ctx: JobContext, setup: ContactSetup, qbo_id: str) -> Result:
             f"QuickBooks customer {qbo_id} was merged into customer {survivor}; {kept}",
             crm_id=moved[0] if moved else None,
             qbo_id=survivor,
+            **_readable(None, None),
         )
     marked = mark_deleted(ctx.session, ctx.location_id, qbo_id=qbo_id)
     kept = "its contact is kept as it is" if marked else "no contact was linked to it"
-    return Result(f"QuickBooks customer {qbo_id} no longer exists; {kept}", qbo_id=qbo_id, skipped=True)
+    return Result(
+        f"QuickBooks customer {qbo_id} no longer exists; {kept}", qbo_id=qbo_id, skipped=True, **_readable(None, None)
+    )
 
 
 @register(QBO_CDC, direction="internal", title="QuickBooks changes")

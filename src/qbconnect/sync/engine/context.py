@@ -58,9 +58,11 @@ class Result:
 
     def details(self) -> dict[str, Any]:
         """The readable-title fields the handler filled (for the sync-log row)."""
-        names = ("label", "number", "customer", "customer_email", "amount", "currency", "qbo_type", "crm_url")
-        values = {name: getattr(self, name) for name in (*names, "group_key")}
+        values = {name: getattr(self, name) for name in READABLE}
         return {name: value for name, value in values.items() if value is not None}
+
+
+READABLE = ("label", "number", "customer", "customer_email", "amount", "currency", "qbo_type", "crm_url", "group_key")
 
 
 @dataclass
@@ -77,6 +79,16 @@ class JobContext:
     log: Any = field(repr=False, default=None)
     thread_id: int = field(default_factory=threading.get_ident)
     calls: dict[str, int] = field(default_factory=dict)  # platform -> requests made (the attempt's summary)
+    # The readable fields known so far (``describe``): kept on the sync-log row even when the run fails.
+    readable: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self, **fields: Any) -> None:
+        """Say what the record is as soon as it is known (the :class:`Result` fields: label, number, customer,
+        …), so a run that then fails still reads "Sales receipt · Kira Garcia · $59.38", not a bare id."""
+        unknown = set(fields) - set(READABLE)
+        if unknown:
+            raise TypeError(f"not a readable field: {', '.join(sorted(unknown))}")
+        self.readable.update({name: value for name, value in fields.items() if value is not None})
 
     def count_call(self, platform: str) -> None:
         self.calls[platform] = self.calls.get(platform, 0) + 1

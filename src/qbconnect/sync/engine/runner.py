@@ -81,6 +81,7 @@ class JobRunner:
                 )
             outcome = replace(
                 outcome,
+                details={**ctx.readable, **outcome.details},  # what the handler described, even if it failed
                 attempt=jobs.AttemptRecord(
                     started_at=started_at,
                     duration_ms=int((time.monotonic() - clock) * 1000),

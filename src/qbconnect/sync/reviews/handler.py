@@ -104,9 +104,26 @@ def _created_at(payment: Mapping[str, Any]) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
-def _skip(ctx: JobContext, summary: str, **facts: Any) -> Result:
-    ctx.log.info("review.skipped", reason=summary, **facts)
-    return Result(summary, qbo_id=ctx.entity_id, skipped=True)
+def _skip(ctx: JobContext, summary: str, readable: Mapping[str, Any] | None = None, **facts: Any) -> Result:
+    ctx.log.info("review.skipped", reason=summary, **facts)  # ids only: ``readable`` names people, never logged
+    return Result(summary, qbo_id=ctx.entity_id, skipped=True, **_readable(readable))
+
+
+REVIEW_LABEL = "Review request"
+
+
+def _readable(known: Mapping[str, Any] | None = None, **more: Any) -> dict[str, Any]:
+    """The sync-log row's readable fields: "Review request · Kira Garcia · Invoice #1042" — the customer and
+    the number of the first invoice, as far as the run got to know them; the row links the QuickBooks payment."""
+    values = {"label": REVIEW_LABEL, "qbo_type": "Payment", **(known or {}), **more}
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _customer_fields(customer: Mapping[str, Any]) -> dict[str, Any]:
+    node = customer.get("PrimaryEmailAddr")
+    email = node.get("Address") if isinstance(node, Mapping) else None
+    name = str(customer.get("DisplayName") or "").strip() or None
+    return {"customer": name, "customer_email": str(email).strip().lower() if email else None}
 
 
 def _business_name(location: Location, connection: QboConnection) -> str:
@@ -138,34 +155,39 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
         return _skip(ctx, f"Nothing to send: QuickBooks payment {ctx.entity_id} no longer exists.")
     customer_ref = payment.get("CustomerRef")
     customer_id = str(customer_ref.get("value") or "") if isinstance(customer_ref, Mapping) else ""
+    ref_name = str(customer_ref.get("name") or "").strip() if isinstance(customer_ref, Mapping) else ""
+    known: dict[str, Any] = {"customer": ref_name or None}
     if not customer_id:
         return _skip(ctx, f"Nothing to send: QuickBooks payment {ctx.entity_id} has no customer.")
     invoice_ids = linked_invoice_ids(payment)
     if not invoice_ids:
-        return _skip(ctx, f"Nothing to send: QuickBooks payment {ctx.entity_id} is not applied to an invoice.")
+        return _skip(ctx, f"Nothing to send: QuickBooks payment {ctx.entity_id} is not applied to an invoice.", known)
 
     existing = review_store.find(session, ctx.location_id, customer_id)
     if existing is not None and existing.status in review_store.FINAL:
-        return _skip(ctx, _already(existing.status, existing.channel, customer_id), customer_id=customer_id)
+        return _skip(ctx, _already(existing.status, existing.channel, customer_id), known, customer_id=customer_id)
 
     created = _created_at(payment)
     if created is not None and created < connected_at - HISTORY_MARGIN:
         return _skip(
             ctx,
             f"Nothing to send: QuickBooks payment {ctx.entity_id} was recorded before QuickBooks was connected.",
+            known,
         )
 
     invoices = customer_invoices(qbo, customer_id)
     first = first_invoice(invoices)
     if first is None:
-        return _skip(ctx, f"Nothing to send: QuickBooks customer {customer_id} has no invoice with an amount.")
+        return _skip(ctx, f"Nothing to send: QuickBooks customer {customer_id} has no invoice with an amount.", known)
     first_id = str(first.get("Id"))
+    known["number"] = str(first.get("DocNumber") or "").strip() or None
     if first_id not in invoice_ids:
         paid = ", ".join(invoice_ids)
         return _skip(
             ctx,
             f"Nothing to send: payment {ctx.entity_id} pays invoice {paid}, not the customer's first "
             f"({_invoice_label(first)}).",
+            known,
         )
     balance = _balance(first)
     if balance != 0:
@@ -173,9 +195,13 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
             ctx,
             f"Nothing to send yet: the customer's first {_invoice_label(first)} still has "
             f"{round_money(balance, _currency(first))} to pay.",
+            known,
         )
 
+    ctx.describe(**_readable(known))  # a run that fails from here on still reads as this review request
     customer = qbo.read("Customer", customer_id)
+    known.update({key: value for key, value in _customer_fields(customer).items() if value})
+    ctx.describe(**_readable(known))
     linked_id = linked_contact_id(session, ctx.location_id, customer_id)
     crm = ctx.crm()
     contact = resolve_contact(crm, customer, linked_id)
@@ -191,7 +217,7 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
 
     blocked = dnd_reason(contact.contact, channel)
     if blocked is not None:
-        return _record_dnd_skip(ctx, claim_args, contact, blocked)
+        return _record_dnd_skip(ctx, claim_args, contact, blocked, known)
 
     message = compose(
         settings,
@@ -201,13 +227,13 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
     )
     row = review_store.claim(session, status=review_store.SENDING, **claim_args)
     if row is None:
-        return _skip(ctx, f"Review request not sent: another run is handling QuickBooks customer {customer_id}.")
+        return _skip(ctx, f"Review request not sent: another run is handling QuickBooks customer {customer_id}.", known)
     # The claim is durable before the message can leave (the engine commits before the call): no second send.
 
     try:
         answer = _send(crm, contact.id, message.channel, message.subject, message.html, message.text)
     except SyncError as exc:
-        return _record_send_failure(ctx, row, contact, channel, exc, claim_args)
+        return _record_send_failure(ctx, row, contact, channel, exc, claim_args, known)
     message_id = str(answer.get("messageId") or answer.get("emailMessageId") or "")
     review_store.record(row, review_store.SENT, f"message {message_id}" if message_id else None)
     log.info("review.sent", customer_id=customer_id, contact_id=contact.id, channel=channel, message_id=message_id)
@@ -216,6 +242,7 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
         f"(first {_invoice_label(first)} paid in full by payment {ctx.entity_id}).",
         crm_id=contact.id,
         qbo_id=ctx.entity_id,
+        **_readable(known),
     )
 
 
@@ -241,13 +268,16 @@ def _send(crm: CrmClient, contact_id: str, channel: str, subject: str, html: str
     return crm.send_message(contact_id=contact_id, channel="SMS", message=text)
 
 
-def _record_dnd_skip(ctx: JobContext, claim_args: dict[str, Any], contact: ReviewContact, reason: str) -> Result:
+def _record_dnd_skip(
+    ctx: JobContext, claim_args: dict[str, Any], contact: ReviewContact, reason: str, known: Mapping[str, Any]
+) -> Result:
     row = review_store.claim(ctx.session, status=review_store.SKIPPED, detail=reason, **claim_args)
     if row is None:
-        return _skip(ctx, f"Review request not sent to {contact.label}: another run decided it first.")
+        return _skip(ctx, f"Review request not sent to {contact.label}: another run decided it first.", known)
     return _skip(
         ctx,
         f"Review request not sent to {contact.label}: {reason}.",
+        known,
         customer_id=claim_args["qbo_customer_id"],
         contact_id=contact.id,
     )
@@ -267,6 +297,7 @@ def _record_send_failure(
     channel: str,
     exc: SyncError,
     claim_args: dict[str, Any],
+    known: Mapping[str, Any],
 ) -> Result:
     customer_id = claim_args["qbo_customer_id"]
     if "dnd" in exc.message.lower():
@@ -274,7 +305,12 @@ def _record_send_failure(
         reason = f"do-not-disturb is on for {channel}"
         review_store.record(row, review_store.SKIPPED, f"{reason} ({exc.message})")
         ctx.log.info("review.skipped", reason=reason, customer_id=customer_id, contact_id=contact.id)
-        return Result(f"Review request not sent to {contact.label}: {reason}.", qbo_id=ctx.entity_id, skipped=True)
+        return Result(
+            f"Review request not sent to {contact.label}: {reason}.",
+            qbo_id=ctx.entity_id,
+            skipped=True,
+            **_readable(known),
+        )
     if _definitely_not_sent(exc):
         review_store.record(row, review_store.FAILED, exc.message)
         # Kept with the failure (the engine commits what a handler recorded before a sync error): resumable.
