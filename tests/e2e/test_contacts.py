@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,11 @@ def set_setting(stack: Stack, location_id: str, **values: Any) -> None:
         location = session.get(Location, location_id)
         assert location is not None
         location.settings = {**dict(location.settings or {}), **values}
+
+
+def a_day_later() -> datetime:
+    """A moment past the daily safety-sweep interval: the sweep is due for every company."""
+    return utcnow() + timedelta(days=1, minutes=1)
 
 
 def ui_customer(stack: Stack, realm_id: str, name: str, **fields: Any) -> str:
@@ -455,7 +460,7 @@ def test_change_sweep_catches_a_lost_webhook(connected: Connected) -> None:
     start = len(stack.crm.request_log)
 
     with stack.runtime.sessions.begin() as session:
-        enqueue_change_sweeps(stack.runtime, session)
+        enqueue_change_sweeps(stack.runtime, session, now=a_day_later())
     stack.drain()
 
     assert contacts_by_email(stack, loc)["customer3@example.com"]["lastName"] == "Missed"
@@ -468,7 +473,7 @@ def test_change_sweep_catches_a_lost_webhook(connected: Connected) -> None:
     assert kinds["qbo_cdc"] == 1 and cursor
 
     with stack.runtime.sessions.begin() as session:  # the next sweep: nothing new
-        enqueue_change_sweeps(stack.runtime, session)
+        enqueue_change_sweeps(stack.runtime, session, now=a_day_later())
     stack.drain()
     assert crm_writes(stack, loc, start) == ["POST /contacts/upsert"]
 
@@ -492,7 +497,7 @@ def test_change_sweep_queues_changed_payments(connected: Connected) -> None:
     )
     stack.qbo.flush_webhooks(drop=True)
     with stack.runtime.sessions.begin() as session:
-        enqueue_change_sweeps(stack.runtime, session)
+        enqueue_change_sweeps(stack.runtime, session, now=a_day_later())
     stack.drain()
     with stack.runtime.sessions() as session:
         payment_jobs = [
@@ -518,7 +523,7 @@ def test_change_sweep_older_than_thirty_days_starts_a_full_import(connected: Con
         location = session.get(Location, loc)
         assert location is not None
         location.state = {**location.state, "qbo_cdc": {"cursor": old}}
-        enqueue_change_sweeps(stack.runtime, session)
+        enqueue_change_sweeps(stack.runtime, session, now=a_day_later())
     stack.drain()
     state = import_state(stack, loc)
     assert state["run"] == run_before + 1 and state["status"] == "done" and state["unchanged"] == 3
