@@ -418,12 +418,15 @@ def test_merge_keeps_both_contacts_and_repoints_the_link(connected: Connected) -
     before = contacts_by_email(stack, loc)
     start = len(stack.crm.request_log)
 
+    since = len(stack.qbo.request_log)
+
     stack.qbo.ui_merge_customers(realm, merged, survivor)
     stack.qbo.flush_webhooks()
     stack.drain()
 
     assert contacts_by_email(stack, loc).keys() == before.keys()  # nothing deleted in the CRM
     assert crm_writes(stack, loc, start) == []
+    assert qbo_api_calls(stack, realm, since) == ["GET cdc"]  # the merged-away customer is not read
     by_contact = {link.crm_id: link for link in links(stack, loc)}
     assert by_contact[before["customer3@example.com"]["id"]].qbo_id == survivor
     assert by_contact[before["customer3@example.com"]["id"]].data["merged_from"] == merged
@@ -504,6 +507,38 @@ def test_change_sweep_queues_changed_payments(connected: Connected) -> None:
             j.entity_id for j in session.execute(select(SyncJob).where(SyncJob.kind == "qbo_payment")).scalars()
         ]
     assert payment_jobs == [str(payment["Id"])]
+
+
+def qbo_api_calls(stack: Stack, realm: str, since: int) -> list[str]:
+    """The company's Accounting API requests since ``since`` (token calls aside), as "METHOD last-path-part"."""
+    return [
+        f"{r.method} {r.path.rstrip('/').rsplit('/', 1)[-1]}"
+        for r in stack.qbo.request_log[since:]
+        if r.realm_id == realm and not r.operation.startswith("token")
+    ]
+
+
+def test_a_new_quickbooks_customer_becomes_a_contact_through_one_change_query(connected: Connected) -> None:
+    stack, loc, realm = _imported(connected)
+    stack.qbo.flush_webhooks(drop=True)
+    since = len(stack.qbo.request_log)
+    qbo_id = ui_customer(stack, realm, "Nora New", GivenName="Nora", PrimaryEmailAddr={"Address": "nora@example.com"})
+
+    assert stack.qbo.flush_webhooks() == 1  # the doorbell: Customer Create
+    with stack.runtime.sessions() as session:
+        pending = [(j.kind, j.entity_id) for j in session.execute(select(SyncJob).where(SyncJob.state == "pending"))
+                   .scalars()]  # fmt: skip
+    assert pending == [("qbo_cdc", "all")]
+    stack.drain()
+
+    contact = contacts_by_email(stack, loc)["nora@example.com"]
+    assert contact["tags"] == ["quickbooks"] and contact["firstName"] == "Nora"
+    assert qbo_api_calls(stack, realm, since) == ["GET cdc"]  # the customer is not read again
+    with stack.runtime.sessions() as session:
+        row = session.execute(
+            select(Activity).where(Activity.kind == "customer", Activity.entity_id == qbo_id)
+        ).scalar_one()
+    assert row.status == "done" and row.crm_id == contact["id"] and "contact created" in (row.summary or "")
 
 
 def _service_line(stack: Stack, realm: str) -> dict[str, Any]:
