@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from qbconnect.clock import utcnow
 from qbconnect.crm.client import CrmClient
-from qbconnect.db.models import Activity, Location, QboConnection, ReviewRequest
+from qbconnect.db.models import Activity, InboxEvent, Location, QboConnection, ReviewRequest
 from qbconnect.errors import TransientError
 from qbconnect.sandbox.stack import Stack
 from qbconnect.sync.contacts.handler import enqueue_change_sweeps
@@ -98,6 +98,15 @@ def qbo_calls(c: Connected, since: int) -> Counter[str]:
         if r.realm_id == c.realm_id and not r.operation.startswith("token"):
             found[f"{r.method} {r.operation}{' ' + r.entity if r.operation == 'read' else ''}"] += 1
     return found
+
+
+def kept_changes(c: Connected) -> list[str]:
+    """Objects a change query kept that no job took yet."""
+    with c.stack.runtime.sessions() as session:
+        rows = session.execute(
+            select(InboxEvent.event_type).where(InboxEvent.source == "qbo_cdc", InboxEvent.outcome == "kept")
+        )
+        return list(rows.scalars())
 
 
 def enqueue_payment(c: Connected, payment_id: str, reason: str = "test") -> None:
@@ -290,6 +299,7 @@ def test_off_sends_nothing_and_does_not_use_up_the_request(
     assert activity.status == "skipped"
     assert activity.summary == f"Review request not sent: {reason}."
     assert review_rows(c) == []
+    assert kept_changes(c) == []  # taken by the skipped run: the Retry below reads the payment afresh
 
     set_settings(c, review_link=LINK)  # turned on: the sync log's Retry now sends it
     with c.stack.runtime.sessions.begin() as session:

@@ -74,12 +74,14 @@ def import_customers(ctx: JobContext) -> Result:
 @register(CUSTOMER, direction="qbo_to_crm", title="Customer")
 def sync_customer(ctx: JobContext) -> Result:
     setup = _setup(ctx)
+    qbo_id = ctx.entity_id
+    # What the change query kept for this run is taken whether or not it is used: a later run reads.
+    kept = changes.take(ctx.session, ctx.location_id, setup.realm_id, "Customer", qbo_id)
     stop = _not_running(setup, needs_import=True)
     if stop is not None:
         return stop
     assert setup.realm_id is not None
-    qbo_id = ctx.entity_id
-    customer = _current_customer(ctx, setup, qbo_id)
+    customer = kept.object if kept is not None else _read_customer(ctx, setup, qbo_id)
     if customer is None or customer.get("status") == "Deleted":
         return _customer_gone(ctx, setup, qbo_id)
 
@@ -137,12 +139,9 @@ def sync_customer(ctx: JobContext) -> Result:
     )
 
 
-def _current_customer(ctx: JobContext, setup: ContactSetup, qbo_id: str) -> dict[str, Any] | None:
-    """The customer as the change query that queued this job returned it, else as QuickBooks has it now
-    (None: gone). A customer a Merge webhook named as merged away is gone without asking QuickBooks."""
-    kept = changes.take(ctx.session, ctx.location_id, setup.realm_id, "Customer", qbo_id)
-    if kept is not None:
-        return kept.object
+def _read_customer(ctx: JobContext, setup: ContactSetup, qbo_id: str) -> dict[str, Any] | None:
+    """The customer as QuickBooks has it now (None: gone). A customer a Merge webhook named as merged away
+    is gone without asking QuickBooks."""
     if merge_survivor(ctx.session, ctx.location_id, setup.realm_id, qbo_id) is not None:
         return None
     assert setup.realm_id is not None

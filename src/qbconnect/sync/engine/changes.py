@@ -23,8 +23,8 @@ from qbconnect.domain import jsonutil
 from qbconnect.sync.engine.intake import UnstorableEvent, check_storable
 
 SOURCE = "qbo_cdc"
-KEPT = "queued"  # the inbox outcome whose body is kept
-USED = "used"
+KEPT = "kept"  # an inbox outcome whose body is kept (db/models.py INBOX_BODY_KEPT_OUTCOMES)
+USED = "used"  # taken: the body is dropped
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from qbconnect.clock import utcnow
 from qbconnect.crm.events import CrmEvent
 from qbconnect.qbo.webhooks import QboEvent
 
@@ -52,7 +53,9 @@ def jobs_for_crm_event(event: CrmEvent) -> list[JobRequest]:
     return []
 
 
-def jobs_for_qbo_event(event: QboEvent, *, debounce_seconds: float, now: datetime) -> list[JobRequest]:
+def jobs_for_qbo_event(
+    event: QboEvent, *, debounce_seconds: float = 0.0, now: datetime | None = None
+) -> list[JobRequest]:
     """The doorbell: one debounced ``qbo_cdc`` for a Customer change or a Payment create/update.
 
     Two cases keep a job per entity, which reads the entity by id:
@@ -65,7 +68,7 @@ def jobs_for_qbo_event(event: QboEvent, *, debounce_seconds: float, now: datetim
     if not acts:
         return []
     reason = f"QuickBooks {event.entity} {event.operation} webhook"
-    if event.occurred_at is not None and now - event.occurred_at > CDC_MAX_LOOKBACK:
+    if event.occurred_at is not None and (now or utcnow()) - event.occurred_at > CDC_MAX_LOOKBACK:
         old = f"{reason} (changed more than 30 days ago: read by id)"
         kind = CUSTOMER if event.entity == "Customer" else QBO_PAYMENT
         requests = [JobRequest(kind, event.entity_id, old)]

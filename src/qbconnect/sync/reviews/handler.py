@@ -124,11 +124,14 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
     location = session.get(Location, ctx.location_id)
     if location is None:
         return _skip(ctx, "Review request not sent: the location is not installed.")
+    connection = active_connection(session, ctx.location_id)
+    # What the change query kept for this run is taken whether or not it is used: a later run reads.
+    realm = connection.realm_id if connection is not None else None
+    kept = changes.take(session, ctx.location_id, realm, "Payment", ctx.entity_id)
     settings = load_settings(location.settings)
     reason = inactive_reason(settings)
     if reason is not None:
         return _skip(ctx, f"Review request not sent: {reason}.")
-    connection = active_connection(session, ctx.location_id)
     if connection is None or connection.status != "connected":
         return _skip(ctx, "Review request not sent: QuickBooks is not connected.")
     realm_id, connected_at = connection.realm_id, connection.connected_at
@@ -137,7 +140,6 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
     ctx.log = log
 
     qbo = ctx.qbo(realm_id)
-    kept = changes.take(session, ctx.location_id, realm_id, "Payment", ctx.entity_id)
     if kept is not None:
         payment = kept.object
     else:
