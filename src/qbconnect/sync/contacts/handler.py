@@ -194,7 +194,7 @@ def enqueue_change_sweeps(runtime: Runtime, session: Session, *, now: datetime |
         if sweep_due(
             state if isinstance(state, dict) else {}, setup.realm_id, setup.connected_at, now=now, interval=interval
         ):
-            jobs.enqueue(session, location_id, QBO_CDC, ALL, "daily QuickBooks change check")
+            jobs.enqueue(session, location_id, QBO_CDC, ALL, "periodic QuickBooks safety change check")
 
 
 @register_periodic("customer_import_check", every_seconds=_sweep_interval)
