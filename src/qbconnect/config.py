@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     job_backoff_max: float = Field(default=900.0, gt=0)
     sweep_interval_seconds: float = Field(default=15.0, gt=0)
     reconcile_interval_seconds: float = Field(default=300.0, gt=0)
+    # A QuickBooks webhook schedules one change query (CDC) for its company this many seconds ahead; every
+    # webhook of that company until then is covered by the same call.
+    qbo_cdc_debounce_seconds: float = Field(default=30.0, ge=0)
+    # The safety change query per company (for webhooks that never came) when no other ran for this long.
+    qbo_sweep_interval_seconds: float = Field(default=86400.0, gt=0)
     worker_threads: int = Field(default=4, ge=1)
     log_json: bool = True
     inbox_retention_days: int = Field(default=30, ge=1)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,11 @@ def set_setting(stack: Stack, location_id: str, **values: Any) -> None:
         location = session.get(Location, location_id)
         assert location is not None
         location.settings = {**dict(location.settings or {}), **values}
+
+
+def a_day_later() -> datetime:
+    """A moment past the daily safety-sweep interval: the sweep is due for every company."""
+    return utcnow() + timedelta(days=1, minutes=1)
 
 
 def ui_customer(stack: Stack, realm_id: str, name: str, **fields: Any) -> str:
@@ -413,12 +418,15 @@ def test_merge_keeps_both_contacts_and_repoints_the_link(connected: Connected) -
     before = contacts_by_email(stack, loc)
     start = len(stack.crm.request_log)
 
+    since = len(stack.qbo.request_log)
+
     stack.qbo.ui_merge_customers(realm, merged, survivor)
     stack.qbo.flush_webhooks()
     stack.drain()
 
     assert contacts_by_email(stack, loc).keys() == before.keys()  # nothing deleted in the CRM
     assert crm_writes(stack, loc, start) == []
+    assert qbo_api_calls(stack, realm, since) == ["GET cdc"]  # the merged-away customer is not read
     by_contact = {link.crm_id: link for link in links(stack, loc)}
     assert by_contact[before["customer3@example.com"]["id"]].qbo_id == survivor
     assert by_contact[before["customer3@example.com"]["id"]].data["merged_from"] == merged
@@ -455,7 +463,7 @@ def test_change_sweep_catches_a_lost_webhook(connected: Connected) -> None:
     start = len(stack.crm.request_log)
 
     with stack.runtime.sessions.begin() as session:
-        enqueue_change_sweeps(stack.runtime, session)
+        enqueue_change_sweeps(stack.runtime, session, now=a_day_later())
     stack.drain()
 
     assert contacts_by_email(stack, loc)["customer3@example.com"]["lastName"] == "Missed"
@@ -468,7 +476,7 @@ def test_change_sweep_catches_a_lost_webhook(connected: Connected) -> None:
     assert kinds["qbo_cdc"] == 1 and cursor
 
     with stack.runtime.sessions.begin() as session:  # the next sweep: nothing new
-        enqueue_change_sweeps(stack.runtime, session)
+        enqueue_change_sweeps(stack.runtime, session, now=a_day_later())
     stack.drain()
     assert crm_writes(stack, loc, start) == ["POST /contacts/upsert"]
 
@@ -492,13 +500,45 @@ def test_change_sweep_queues_changed_payments(connected: Connected) -> None:
     )
     stack.qbo.flush_webhooks(drop=True)
     with stack.runtime.sessions.begin() as session:
-        enqueue_change_sweeps(stack.runtime, session)
+        enqueue_change_sweeps(stack.runtime, session, now=a_day_later())
     stack.drain()
     with stack.runtime.sessions() as session:
         payment_jobs = [
             j.entity_id for j in session.execute(select(SyncJob).where(SyncJob.kind == "qbo_payment")).scalars()
         ]
     assert payment_jobs == [str(payment["Id"])]
+
+
+def qbo_api_calls(stack: Stack, realm: str, since: int) -> list[str]:
+    """The company's Accounting API requests since ``since`` (token calls aside), as "METHOD last-path-part"."""
+    return [
+        f"{r.method} {r.path.rstrip('/').rsplit('/', 1)[-1]}"
+        for r in stack.qbo.request_log[since:]
+        if r.realm_id == realm and not r.operation.startswith("token")
+    ]
+
+
+def test_a_new_quickbooks_customer_becomes_a_contact_through_one_change_query(connected: Connected) -> None:
+    stack, loc, realm = _imported(connected)
+    stack.qbo.flush_webhooks(drop=True)
+    since = len(stack.qbo.request_log)
+    qbo_id = ui_customer(stack, realm, "Nora New", GivenName="Nora", PrimaryEmailAddr={"Address": "nora@example.com"})
+
+    assert stack.qbo.flush_webhooks() == 1  # the doorbell: Customer Create
+    with stack.runtime.sessions() as session:
+        pending = [(j.kind, j.entity_id) for j in session.execute(select(SyncJob).where(SyncJob.state == "pending"))
+                   .scalars()]  # fmt: skip
+    assert pending == [("qbo_cdc", "all")]
+    stack.drain()
+
+    contact = contacts_by_email(stack, loc)["nora@example.com"]
+    assert contact["tags"] == ["quickbooks"] and contact["firstName"] == "Nora"
+    assert qbo_api_calls(stack, realm, since) == ["GET cdc"]  # the customer is not read again
+    with stack.runtime.sessions() as session:
+        row = session.execute(
+            select(Activity).where(Activity.kind == "customer", Activity.entity_id == qbo_id)
+        ).scalar_one()
+    assert row.status == "done" and row.crm_id == contact["id"] and "contact created" in (row.summary or "")
 
 
 def _service_line(stack: Stack, realm: str) -> dict[str, Any]:
@@ -518,7 +558,7 @@ def test_change_sweep_older_than_thirty_days_starts_a_full_import(connected: Con
         location = session.get(Location, loc)
         assert location is not None
         location.state = {**location.state, "qbo_cdc": {"cursor": old}}
-        enqueue_change_sweeps(stack.runtime, session)
+        enqueue_change_sweeps(stack.runtime, session, now=a_day_later())
     stack.drain()
     state = import_state(stack, loc)
     assert state["run"] == run_before + 1 and state["status"] == "done" and state["unchanged"] == 3

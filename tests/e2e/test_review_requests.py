@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -9,10 +10,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from qbconnect.clock import utcnow
 from qbconnect.crm.client import CrmClient
-from qbconnect.db.models import Activity, Location, QboConnection, ReviewRequest
+from qbconnect.db.models import Activity, InboxEvent, Location, QboConnection, ReviewRequest
 from qbconnect.errors import TransientError
 from qbconnect.sandbox.stack import Stack
+from qbconnect.sync.contacts.handler import enqueue_change_sweeps
 from qbconnect.sync.engine import jobs
 from qbconnect.sync.engine.routing import QBO_PAYMENT
 from tests.support.stack_fixtures import Connected, connected, stack  # noqa: F401
@@ -86,6 +89,24 @@ def payment_activities(c: Connected) -> list[Activity]:
                 .order_by(Activity.id)
             ).scalars()
         )
+
+
+def qbo_calls(c: Connected, since: int) -> Counter[str]:
+    """The company's Accounting API requests since ``since`` (tokens aside), as "METHOD path-kind"."""
+    found: Counter[str] = Counter()
+    for r in c.stack.qbo.request_log[since:]:
+        if r.realm_id == c.realm_id and not r.operation.startswith("token"):
+            found[f"{r.method} {r.operation}{' ' + r.entity if r.operation == 'read' else ''}"] += 1
+    return found
+
+
+def kept_changes(c: Connected) -> list[str]:
+    """Objects a change query kept that no job took yet."""
+    with c.stack.runtime.sessions() as session:
+        rows = session.execute(
+            select(InboxEvent.event_type).where(InboxEvent.source == "qbo_cdc", InboxEvent.outcome == "kept")
+        )
+        return list(rows.scalars())
 
 
 def enqueue_payment(c: Connected, payment_id: str, reason: str = "test") -> None:
@@ -278,6 +299,7 @@ def test_off_sends_nothing_and_does_not_use_up_the_request(
     assert activity.status == "skipped"
     assert activity.summary == f"Review request not sent: {reason}."
     assert review_rows(c) == []
+    assert kept_changes(c) == []  # taken by the skipped run: the Retry below reads the payment afresh
 
     set_settings(c, review_link=LINK)  # turned on: the sync log's Retry now sends it
     with c.stack.runtime.sessions.begin() as session:
@@ -395,3 +417,74 @@ def test_a_payment_recorded_before_connecting_is_history(connected: Connected) -
     assert messages(c) == []
     activity = payment_activities(c)[-1]
     assert activity.summary is not None and "before QuickBooks was connected" in activity.summary
+
+
+# ---------------------------------------------------------------------------------------------- the doorbell
+def test_a_webhook_burst_costs_one_change_query_and_no_read_per_entity(connected: Connected) -> None:  # noqa: F811
+    """20 changes in 5 webhook posts for one company: one CDC call covers them all; the customers and payments
+    it returned are not read again; only each first-invoice payment costs its first-invoice query."""
+    c = connected
+    set_settings(c, review_link=LINK)
+    payers = []
+    for n in range(5):
+        payer = customer(c, f"Payer{n}", email=f"payer{n}@example.com")
+        payers.append((payer, invoice(c, payer, "100.00", f"2025-01-1{n}")))
+    run(c.stack)
+    since = len(c.stack.qbo.request_log)
+
+    events = []
+    for n, (payer, first) in enumerate(payers):
+        pay(c, payer, first, "100.00")
+        for k in range(3):
+            customer(c, f"New{n}{k}", email=f"new{n}{k}@example.com")
+        events.append(c.stack.qbo.flush_webhooks())  # one post per round
+    c.stack.drain()
+
+    assert events == [4, 4, 4, 4, 4]
+    assert qbo_calls(c, since) == Counter({"GET cdc": 1, "GET query": 5})
+    assert sorted(m["to"] for m in messages(c)) == [f"payer{n}@example.com" for n in range(5)]
+    emails = {contact.get("email") for contact in c.stack.crm.contacts(c.location_id)}
+    assert {f"new{n}{k}@example.com" for n in range(5) for k in range(3)} <= emails
+
+
+def test_a_payment_seen_only_by_the_safety_sweep_sends_one_review_request(connected: Connected) -> None:  # noqa: F811
+    c = connected
+    set_settings(c, review_link=LINK)
+    ann = customer(c, "Ann", email="ann@example.com")
+    first = invoice(c, ann, "75.00", "2025-01-10")
+    run(c.stack)
+    payment_id = pay(c, ann, first, "75.00")
+    assert c.stack.qbo.flush_webhooks(drop=True) > 0  # the Payment webhook never arrives
+    since = len(c.stack.qbo.request_log)
+
+    with c.stack.runtime.sessions.begin() as session:
+        enqueue_change_sweeps(c.stack.runtime, session, now=utcnow() + timedelta(days=1, minutes=1))
+    c.stack.drain()
+
+    (message,) = messages(c)
+    assert message["to"] == "ann@example.com"
+    assert [(r.status, r.qbo_payment_id, r.qbo_invoice_id) for r in review_rows(c)] == [("sent", payment_id, first)]
+    assert qbo_calls(c, since) == Counter({"GET cdc": 1, "GET query": 1})  # the payment is not read again
+
+    with c.stack.runtime.sessions.begin() as session:  # the next day's sweep: still once
+        enqueue_change_sweeps(c.stack.runtime, session, now=utcnow() + timedelta(days=2, minutes=2))
+    c.stack.drain()
+    assert len(messages(c)) == 1
+
+
+def test_a_partial_payment_seen_through_the_change_query_costs_no_read(connected: Connected) -> None:  # noqa: F811
+    c = connected
+    set_settings(c, review_link=LINK)
+    ann = customer(c, "Ann", email="ann@example.com")
+    first = invoice(c, ann, "100.00", "2025-01-10")
+    run(c.stack)
+    since = len(c.stack.qbo.request_log)
+
+    pay(c, ann, first, "30.00")
+    run(c.stack)
+
+    assert qbo_calls(c, since) == Counter({"GET cdc": 1})
+    activity = payment_activities(c)[-1]
+    assert activity.status == "skipped" and activity.summary is not None
+    assert "still has 70.00 to pay" in activity.summary
+    assert messages(c) == [] and review_rows(c) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -157,40 +158,80 @@ def test_every_intuit_example_is_accepted_in_both_formats(client: TestClient, ru
         assert set(again.json()["events"]) == {"duplicate"}, path.name
 
 
-def test_qbo_customer_events_enqueue_customer_jobs_for_the_realms_location(
-    client: TestClient, runtime: Runtime
-) -> None:
-    _connect(runtime, "loc-q", "310687")
-    legacy = {
+def _legacy(realm_id: str, *entities: tuple[str, str, str, datetime]) -> dict[str, object]:
+    return {
         "eventNotifications": [
             {
-                "realmId": "310687",
+                "realmId": realm_id,
                 "dataChangeEvent": {
                     "entities": [
-                        {"id": "58", "operation": "Update", "name": "Customer", "lastUpdated": "2026-11-01T10:00:00Z"},
-                        {"id": "77", "operation": "Create", "name": "Payment", "lastUpdated": "2026-11-01T10:00:01Z"},
-                        {"id": "12", "operation": "Create", "name": "Account", "lastUpdated": "2026-11-01T10:00:02Z"},
+                        {"id": entity_id, "operation": operation, "name": name, "lastUpdated": when.isoformat()}
+                        for entity_id, operation, name, when in entities
                     ]
                 },
             }
         ]
     }
-    cloud = [
+
+
+def _merge(realm_id: str, event_id: str, when: datetime) -> list[dict[str, object]]:
+    return [
         {
             "specversion": "1.0",
-            "id": "ce-1",
+            "id": event_id,
             "source": "intuit.test",
             "type": "qbo.customer.merged.v1",
             "datacontenttype": "application/json",
-            "time": "2026-11-01T10:00:03Z",
+            "time": when.isoformat(),
             "intuitentityid": "60",
-            "intuitaccountid": "310687",
+            "intuitaccountid": realm_id,
             "data": {"deletedid": "27"},
         }
     ]
-    for payload in (legacy, cloud):
-        body = json.dumps(payload).encode()
-        assert client.post("/webhooks/qbo", content=body, headers=intuit_headers(body, VERIFIER)).status_code == 200
+
+
+def _post_qbo(client: TestClient, payload: object) -> list[str]:
+    body = json.dumps(payload).encode()
+    response = client.post("/webhooks/qbo", content=body, headers=intuit_headers(body, VERIFIER))
+    assert response.status_code == 200
+    return list(response.json()["events"])
+
+
+def test_intuit_events_ring_one_debounced_change_query_for_the_realms_location(
+    client: TestClient, runtime: Runtime
+) -> None:
+    runtime.settings.qbo_cdc_debounce_seconds = 45
+    _connect(runtime, "loc-q", "310687")
+    now = utcnow()
+    posts = [
+        _legacy(
+            "310687",
+            ("58", "Update", "Customer", now),
+            ("77", "Create", "Payment", now),
+            ("12", "Create", "Account", now),
+        ),
+        _merge("310687", "ce-1", now),
+        _legacy("310687", *((str(n), "Create", "Customer", now) for n in range(100, 110))),
+    ]
+    assert [_post_qbo(client, post) for post in posts] == [
+        ["queued", "queued", "ignored"],
+        ["queued"],
+        ["queued"] * 10,
+    ]
+    with runtime.sessions() as session:
+        found = list(session.execute(select(SyncJob)).scalars())
+    assert sorted((j.kind, j.entity_id) for j in found) == [("customer", "27"), ("qbo_cdc", "all")]
+    (cdc,) = [j for j in found if j.kind == "qbo_cdc"]
+    assert cdc.location_id == "loc-q" and cdc.state == "pending"
+    assert round((cdc.run_after - cdc.created_at).total_seconds()) == 45  # the window the burst shares
+    assert _counts(runtime) == (14, 2)  # every event stored, two jobs
+
+
+def test_intuit_events_older_than_the_change_query_sees_are_read_by_id(client: TestClient, runtime: Runtime) -> None:
+    _connect(runtime, "loc-q", "310687")
+    old = utcnow() - timedelta(days=31)
+    assert _post_qbo(client, _legacy("310687", ("58", "Update", "Customer", old), ("77", "Create", "Payment", old)))
+    assert _post_qbo(client, _merge("310687", "ce-old", old)) == ["queued"]
     with runtime.sessions() as session:
         found = {(j.kind, j.entity_id) for j in session.execute(select(SyncJob)).scalars()}
     assert found == {("customer", "58"), ("qbo_payment", "77"), ("customer", "60"), ("customer", "27")}

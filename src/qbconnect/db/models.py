@@ -104,11 +104,12 @@ class QboConnection(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
-# The inbox keeps a body only while something may read it: events that queued work, and QuickBooks Merge
-# events (sync/contacts/merges.py reads them to find the surviving customer). Every other outcome (ignored,
-# unknown_location, uninstalled, …) keeps the ids and the outcome, and an empty body. Jobs themselves read
-# the source's current state, never the body. Rows go after QBCONNECT_INBOX_RETENTION_DAYS (retention.py).
-INBOX_BODY_KEPT_OUTCOMES = frozenset({"queued"})
+# The inbox keeps a body only while something may read it: events that queued work, QuickBooks Merge
+# events (sync/contacts/merges.py reads them to find the surviving customer), and the objects a QuickBooks
+# change query kept for the job it queued ("kept", until that job takes them: sync/engine/changes.py).
+# Every other outcome (ignored, unknown_location, uninstalled, used, …) keeps the ids and the outcome, and an
+# empty body. Rows go after QBCONNECT_INBOX_RETENTION_DAYS (retention.py).
+INBOX_BODY_KEPT_OUTCOMES = frozenset({"queued", "kept"})
 INBOX_BODY_KEPT_TYPES = frozenset({("qbo", "Customer.Merge")})
 
 

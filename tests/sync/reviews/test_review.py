@@ -133,22 +133,38 @@ def test_linked_contact_id_reads_the_customer_link(runtime: Runtime) -> None:
         assert linked_contact_id(session, "loc", "58") == "c2"  # the most recently written row wins
 
 
-def test_resolve_contact_prefers_the_linked_contact() -> None:
+class CustomerSource:
+    """Hands out a QuickBooks customer and counts how often it was asked for (each ask may be a read)."""
+
+    def __init__(self, customer: dict[str, Any]) -> None:
+        self.customer = customer
+        self.asked = 0
+
+    def __call__(self) -> dict[str, Any]:
+        self.asked += 1
+        return self.customer
+
+
+def test_resolve_contact_prefers_the_linked_contact_and_does_not_need_the_customer() -> None:
     crm = FakeCrm({"c1": {"id": "c1", "email": "other@x.com", "firstName": "Annie"}})
-    found = resolve_contact(crm, CUSTOMER, "c1")  # type: ignore[arg-type]
+    source = CustomerSource(CUSTOMER)
+    found = resolve_contact(crm, source, "c1")  # type: ignore[arg-type]
     assert (found.id, found.found_by, found.first_name) == ("c1", "link", "Annie")
+    assert source.asked == 0
 
 
 def test_resolve_contact_falls_back_to_email_when_the_link_is_stale() -> None:
     crm = FakeCrm({"c2": {"id": "c2", "email": "ann@x.com"}})
-    found = resolve_contact(crm, CUSTOMER, "deleted")  # type: ignore[arg-type]
+    source = CustomerSource(CUSTOMER)
+    found = resolve_contact(crm, source, "deleted")  # type: ignore[arg-type]
     assert (found.id, found.found_by) == ("c2", "email")
     assert ("find", "ann@x.com") in crm.calls
+    assert source.asked == 1
 
 
 def test_resolve_contact_creates_a_missing_contact() -> None:
     crm = FakeCrm({})
-    found = resolve_contact(crm, CUSTOMER, None)  # type: ignore[arg-type]
+    found = resolve_contact(crm, CustomerSource(CUSTOMER), None)  # type: ignore[arg-type]
     assert found.found_by == "created"
     upserted = crm.calls[-1][1]
     assert upserted["email"] == "ann@x.com" and upserted["firstName"] == "Ann"
@@ -157,9 +173,9 @@ def test_resolve_contact_creates_a_missing_contact() -> None:
 def test_resolve_contact_by_phone_and_without_any_address() -> None:
     crm = FakeCrm({"c3": {"id": "c3", "phone": "+15550100"}})
     by_phone = {"Id": "9", "DisplayName": "Bo", "PrimaryPhone": {"FreeFormNumber": "+15550100"}}
-    assert resolve_contact(crm, by_phone, None).found_by == "phone"  # type: ignore[arg-type]
+    assert resolve_contact(crm, CustomerSource(by_phone), None).found_by == "phone"  # type: ignore[arg-type]
     with pytest.raises(PermanentError, match="no email address or phone number"):
-        resolve_contact(crm, {"Id": "10", "DisplayName": "Nobody"}, None)  # type: ignore[arg-type]
+        resolve_contact(crm, CustomerSource({"Id": "10", "DisplayName": "Nobody"}), None)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------- message

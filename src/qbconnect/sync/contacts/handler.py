@@ -5,34 +5,37 @@ Job kinds (names in :mod:`qbconnect.sync.engine.routing`):
 - ``customer_import`` (entity ``all``): every active QuickBooks customer → a CRM contact
   (:mod:`qbconnect.sync.contacts.importer`). Started by :func:`start_customer_import` — after connecting,
   from the settings page's "Import now", and by the periodic check below until one has completed.
-- ``customer`` (entity = QuickBooks customer id; Intuit webhooks Create/Update/Merge and the sweep): the
-  customer's current state → its contact. Inactive, deleted or merged-away customers leave their contact
-  as it is (a CRM contact may hold history worth keeping); only the link is updated — after a merge it
-  names the surviving customer.
-- ``qbo_cdc`` (entity ``all``): QuickBooks' change feed → ``customer`` and ``qbo_payment`` jobs
-  (:mod:`qbconnect.sync.contacts.cdc`).
+- ``customer`` (entity = QuickBooks customer id; queued by the change query, by a Merge webhook for the
+  merged-away customer, and by a webhook too old for the change query): the customer's current state → its
+  contact. The state is the object the change query returned when it queued the job (no read), else a
+  read by id. Inactive, deleted or merged-away customers leave their contact as it is (a CRM contact may
+  hold history worth keeping); only the link is updated — after a merge it names the surviving customer.
+- ``qbo_cdc`` (entity ``all``; a QuickBooks webhook schedules it, debounced, and the daily safety sweep):
+  QuickBooks' change feed → ``customer`` and ``qbo_payment`` jobs (:mod:`qbconnect.sync.contacts.cdc`).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import structlog
 from sqlalchemy.orm import Session
 
+from qbconnect.clock import utcnow
 from qbconnect.connections.state import syncing_location_ids
 from qbconnect.domain.customer import normalize_email
 from qbconnect.qbo.faults import NotFound
 from qbconnect.runtime import Runtime
-from qbconnect.sync.contacts.cdc import run_sweep
+from qbconnect.sync.contacts.cdc import run_sweep, safety_sweep_interval, sweep_due
 from qbconnect.sync.contacts.importer import CustomerImport, import_ever_completed, start_customer_import
 from qbconnect.sync.contacts.merges import merge_survivor
-from qbconnect.sync.contacts.state import ContactSetup, read_setup
+from qbconnect.sync.contacts.state import CDC_KEY, ContactSetup, read_setup
 from qbconnect.sync.contacts.write import Action, plan_contact, write_contact
-from qbconnect.sync.engine import jobs
+from qbconnect.sync.engine import changes, jobs
 from qbconnect.sync.engine.context import JobContext, Result
 from qbconnect.sync.engine.registry import register, register_periodic
-from qbconnect.sync.engine.routing import CUSTOMER, CUSTOMER_IMPORT, QBO_CDC
+from qbconnect.sync.engine.routing import ALL, CUSTOMER, CUSTOMER_IMPORT, QBO_CDC
 from qbconnect.sync.links.customers import load_index, mark_deleted, mark_inactive, record_contact, repoint
 
 __all__ = ["import_customers", "start_customer_import", "sweep_changes", "sync_customer"]
@@ -72,17 +75,14 @@ def import_customers(ctx: JobContext) -> Result:
 @register(CUSTOMER, direction="qbo_to_crm", title="Customer")
 def sync_customer(ctx: JobContext) -> Result:
     setup = _setup(ctx)
+    qbo_id = ctx.entity_id
+    # What the change query kept for this run is taken whether or not it is used: a later run reads.
+    kept = changes.take(ctx.session, ctx.location_id, setup.realm_id, "Customer", qbo_id)
     stop = _not_running(setup, needs_import=True)
     if stop is not None:
         return stop
     assert setup.realm_id is not None
-    qbo_id = ctx.entity_id
-    qbo = ctx.qbo(setup.realm_id)
-    customer: dict[str, Any] | None
-    try:
-        customer = qbo.read("Customer", qbo_id)
-    except NotFound:
-        customer = None
+    customer = kept.object if kept is not None else _read_customer(ctx, setup, qbo_id)
     if customer is None or customer.get("status") == "Deleted":
         return _customer_gone(ctx, setup, qbo_id)
 
@@ -154,6 +154,18 @@ def _readable(customer: str | None, email: str | None) -> dict[str, Any]:
     return {"label": CONTACT_LABEL, "customer": customer, "customer_email": email, "qbo_type": "Customer"}
 
 
+def _read_customer(ctx: JobContext, setup: ContactSetup, qbo_id: str) -> dict[str, Any] | None:
+    """The customer as QuickBooks has it now (None: gone). A customer a Merge webhook named as merged away
+    is gone without asking QuickBooks."""
+    if merge_survivor(ctx.session, ctx.location_id, setup.realm_id, qbo_id) is not None:
+        return None
+    assert setup.realm_id is not None
+    try:
+        return ctx.qbo(setup.realm_id).read("Customer", qbo_id)
+    except NotFound:
+        return None
+
+
 def _customer_gone(ctx: JobContext, setup: ContactSetup, qbo_id: str) -> Result:
     survivor = merge_survivor(ctx.session, ctx.location_id, setup.realm_id, qbo_id)
     if survivor is not None:
@@ -188,10 +200,19 @@ def _sweep_interval(runtime: Runtime) -> float:
 
 
 @register_periodic("qbo_cdc", every_seconds=_sweep_interval)
-def enqueue_change_sweeps(runtime: Runtime, session: Session) -> None:
-    """Every few minutes: one change sweep per syncing location."""
+def enqueue_change_sweeps(runtime: Runtime, session: Session, *, now: datetime | None = None) -> None:
+    """The safety sweep: a change query for each syncing location whose company had none (after a webhook
+    or a sweep) for :func:`safety_sweep_interval` — a day by default. Checked every few minutes; the
+    check itself reads only our own tables."""
+    now = now or utcnow()
+    interval = safety_sweep_interval(runtime)
     for location_id in syncing_location_ids(session):
-        jobs.enqueue(session, location_id, QBO_CDC, "all", "periodic QuickBooks change check")
+        setup = read_setup(session, location_id)
+        state = setup.state.get(CDC_KEY)
+        if sweep_due(
+            state if isinstance(state, dict) else {}, setup.realm_id, setup.connected_at, now=now, interval=interval
+        ):
+            jobs.enqueue(session, location_id, QBO_CDC, ALL, "periodic QuickBooks safety change check")
 
 
 @register_periodic("customer_import_check", every_seconds=_sweep_interval)

@@ -2,8 +2,10 @@
 
 The web route verifies the signature, parses the body and answers; everything that touches storage is
 here. One transaction per delivery; in an Intuit batch each event is stored under its own savepoint, so
-an event storage cannot hold is refused alone and its siblings are still stored. The jobs' hand-off to
-the queue is returned to the caller, to be done after the answer (see :func:`hand_off`).
+an event storage cannot hold is refused alone and its siblings are still stored. An Intuit event rings the
+doorbell (:func:`routing.jobs_for_qbo_event`): one debounced change query per company, however many events
+a burst holds. The jobs' hand-off to the queue is returned to the caller, to be done after the answer (see
+:func:`hand_off`).
 
 Values storage cannot hold (ids longer than their columns, NUL characters, lone surrogates) are refused
 before any query: PostgreSQL would raise a DataError for them, which must not look like "storage down"
@@ -189,12 +191,13 @@ def intake_qbo(runtime: Runtime, events: list[QboEvent], body_text: str) -> Inta
     """Store a batch of Intuit events, each under its own savepoint: an event storage cannot hold is
     refused (outcome ``refused``) and the others are still stored. One transaction for the batch."""
     result = Intake(outcomes=[])
+    debounce, now = runtime.settings.qbo_cdc_debounce_seconds, utcnow()
     with runtime.sessions.begin() as session:
         for event in events:
             try:
                 check_qbo_event(event)
                 with session.begin_nested():
-                    outcome = _intake_qbo_event(session, event, body_text)
+                    outcome = _intake_qbo_event(session, event, body_text, debounce=debounce, now=now)
             except (UnstorableEvent, DataError) as exc:
                 reason = str(exc) if isinstance(exc, UnstorableEvent) else "a value storage cannot hold"
                 log.warning("intake.qbo.refused", event_id=_loggable(event.event_id), reason=reason)
@@ -205,7 +208,7 @@ def intake_qbo(runtime: Runtime, events: list[QboEvent], body_text: str) -> Inta
     return result
 
 
-def _intake_qbo_event(session: Session, event: QboEvent, body_text: str) -> str:
+def _intake_qbo_event(session: Session, event: QboEvent, body_text: str, *, debounce: float, now: datetime) -> str:
     connection = session.execute(
         select(QboConnection).where(QboConnection.active_realm_id == event.realm_id)
     ).scalar_one_or_none()
@@ -226,9 +229,9 @@ def _intake_qbo_event(session: Session, event: QboEvent, body_text: str) -> str:
     elif not connections_state.is_syncing(session, connection.location_id):
         row.outcome = "ignored"
     else:
-        requests = routing.jobs_for_qbo_event(event)
+        requests = routing.jobs_for_qbo_event(event, debounce_seconds=debounce, now=now)
         for req in requests:
-            jobs.enqueue(session, connection.location_id, req.kind, req.entity_id, req.reason)
+            jobs.enqueue(session, connection.location_id, req.kind, req.entity_id, req.reason, delay=req.delay)
         row.outcome = "queued" if requests else "ignored"
     return row.outcome
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,14 +41,18 @@ def customer_label(customer: dict[str, Any]) -> str:
     return str(customer.get("DisplayName") or customer.get("Id") or "the customer")
 
 
-def resolve_contact(crm: CrmClient, customer: dict[str, Any], linked_id: str | None) -> ReviewContact:
+def resolve_contact(
+    crm: CrmClient, customer_source: Callable[[], dict[str, Any]], linked_id: str | None
+) -> ReviewContact:
     """The customer's contact: the linked one (``linked_id``, from :func:`linked_contact_id`), else the
-    location's contact with the customer's email (then phone), else a new one (upsert)."""
+    location's contact with the customer's email (then phone), else a new one (upsert). The QuickBooks
+    customer is asked of ``customer_source`` only when no linked contact answers (it may cost a read)."""
     contact_id = linked_id
     if contact_id:
         contact = crm.get_contact(contact_id)
         if contact:
             return ReviewContact(contact, "link")
+    customer = customer_source()
     fields = contact_fields_from_qbo_customer(customer)
     email, phone = fields.get("email"), fields.get("phone")
     if not email and not phone:

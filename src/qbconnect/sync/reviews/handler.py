@@ -1,14 +1,18 @@
 """QuickBooks payment → one review request when it leaves the customer's first invoice fully paid.
 
-Job kind ``qbo_payment`` (entity: the QBO Payment id), enqueued by Intuit's Payment Create/Update webhooks
-and the CDC sweep. The job reads the payment as it is now, finds the customer's first invoice (earliest
-TxnDate, ties by Id) and, when the payment is applied to it and its Balance is 0, sends the customer one
-review request through the CRM conversations API. See docs/review-requests.md.
+Job kind ``qbo_payment`` (entity: the QBO Payment id), enqueued by the change query (CDC) that Intuit's
+Payment Create/Update webhooks schedule (and by a webhook too old for it). The job takes the payment as the
+change query returned it — with the customer's invoices and the customer from the same answer — or reads it
+when it has nothing kept (a retry, the sync log's Retry). When none of the invoices the payment pays is paid
+in full, it is done without a read. Otherwise it finds the customer's first invoice (earliest TxnDate, ties
+by Id; one query) and, when the payment is applied to it and its Balance is 0, sends the customer one review
+request through the CRM conversations API. The customer is read only when the CRM contact needs it and the
+answer did not hold it. See docs/review-requests.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,6 +27,7 @@ from qbconnect.domain.review_message import compose, inactive_reason, preview_re
 from qbconnect.errors import ErrorCategory, PermanentError, SyncError
 from qbconnect.qbo.client import QboClient, escape_query_value
 from qbconnect.qbo.faults import NotFound
+from qbconnect.sync.engine import changes
 from qbconnect.sync.engine.context import JobContext, Result
 from qbconnect.sync.engine.registry import register
 from qbconnect.sync.engine.routing import QBO_PAYMENT
@@ -136,11 +141,14 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
     location = session.get(Location, ctx.location_id)
     if location is None:
         return _skip(ctx, "Review request not sent: the location is not installed.")
+    connection = active_connection(session, ctx.location_id)
+    # What the change query kept for this run is taken whether or not it is used: a later run reads.
+    realm = connection.realm_id if connection is not None else None
+    kept = changes.take(session, ctx.location_id, realm, "Payment", ctx.entity_id)
     settings = load_settings(location.settings)
     reason = inactive_reason(settings)
     if reason is not None:
         return _skip(ctx, f"Review request not sent: {reason}.")
-    connection = active_connection(session, ctx.location_id)
     if connection is None or connection.status != "connected":
         return _skip(ctx, "Review request not sent: QuickBooks is not connected.")
     realm_id, connected_at = connection.realm_id, connection.connected_at
@@ -149,9 +157,14 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
     ctx.log = log
 
     qbo = ctx.qbo(realm_id)
-    try:
-        payment = qbo.read("Payment", ctx.entity_id)
-    except NotFound:
+    if kept is not None:
+        payment = kept.object
+    else:
+        try:
+            payment = qbo.read("Payment", ctx.entity_id)
+        except NotFound:
+            return _skip(ctx, f"Nothing to send: QuickBooks payment {ctx.entity_id} no longer exists.")
+    if payment.get("status") == "Deleted":
         return _skip(ctx, f"Nothing to send: QuickBooks payment {ctx.entity_id} no longer exists.")
     customer_ref = payment.get("CustomerRef")
     customer_id = str(customer_ref.get("value") or "") if isinstance(customer_ref, Mapping) else ""
@@ -174,6 +187,15 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
             f"Nothing to send: QuickBooks payment {ctx.entity_id} was recorded before QuickBooks was connected.",
             known,
         )
+
+    if kept is not None:
+        kept_invoices = kept.related_by_id("Invoice")
+        paid_by_it = [kept_invoices.get(invoice_id) for invoice_id in invoice_ids]
+        unpaid = [invoice for invoice in paid_by_it if invoice is not None and _balance(invoice) != 0]
+        if len(unpaid) == len(invoice_ids):  # none of them paid in full: not the first one either
+            if len(unpaid) == 1:
+                known["number"] = str(unpaid[0].get("DocNumber") or "").strip() or None
+            return _skip(ctx, _not_paid_yet(ctx.entity_id, unpaid), known)
 
     invoices = customer_invoices(qbo, customer_id)
     first = first_invoice(invoices)
@@ -198,13 +220,17 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
             known,
         )
 
+    kept_customer = kept.related_by_id("Customer").get(customer_id) if kept is not None else None
+    if kept_customer is not None:  # named from the change query's answer; no read just for the title
+        known.update({key: value for key, value in _customer_fields(kept_customer).items() if value})
     ctx.describe(**_readable(known))  # a run that fails from here on still reads as this review request
-    customer = qbo.read("Customer", customer_id)
-    known.update({key: value for key, value in _customer_fields(customer).items() if value})
-    ctx.describe(**_readable(known))
+    customer = _customer_source(qbo, customer_id, kept)
     linked_id = linked_contact_id(session, ctx.location_id, customer_id)
     crm = ctx.crm()
     contact = resolve_contact(crm, customer, linked_id)
+    email = str(contact.contact.get("email") or "").strip().lower()
+    known.setdefault("customer_email", email or None)
+    ctx.describe(**_readable(known))
     channel = settings.review_request_channel
     claim_args: dict[str, Any] = {
         "location_id": ctx.location_id,
@@ -221,7 +247,7 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
 
     message = compose(
         settings,
-        first_name=contact.first_name or str(customer.get("GivenName") or ""),
+        first_name=contact.first_name or str(customer().get("GivenName") or ""),
         business_name=business_name,
         review_link=str(settings.review_link),
     )
@@ -244,6 +270,27 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
         qbo_id=ctx.entity_id,
         **_readable(known),
     )
+
+
+def _not_paid_yet(payment_id: str, invoices: list[dict[str, Any]]) -> str:
+    owed = ", ".join(
+        f"{_invoice_label(invoice)} still has {round_money(_balance(invoice), _currency(invoice))} to pay"
+        for invoice in invoices
+    )
+    return f"Nothing to send yet: payment {payment_id} leaves no invoice paid in full ({owed})."
+
+
+def _customer_source(qbo: QboClient, customer_id: str, kept: changes.Change | None) -> Callable[[], dict[str, Any]]:
+    """The customer, from the change query's answer when it held it, else read once when first asked for."""
+    known = kept.related_by_id("Customer").get(customer_id) if kept is not None else None
+    cache: list[dict[str, Any]] = [known] if known is not None else []
+
+    def customer() -> dict[str, Any]:
+        if not cache:
+            cache.append(qbo.read("Customer", customer_id))
+        return cache[0]
+
+    return customer
 
 
 def _already(status: str, channel: str, customer_id: str) -> str:
