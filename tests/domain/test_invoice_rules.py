@@ -13,16 +13,18 @@ from qbconnect.domain.invoice import build_sparse_invoice_update
 from qbconnect.domain.invoice_rules import (
     SKIP_BEFORE_CONNECTION,
     InvoiceLinkState,
-    booked_payments,
+    LinkedPayment,
     check_exact,
     content_hash,
     expected,
     first_sighting_decision,
     is_newer,
+    known_invoice,
     label,
     skip_message,
 )
 from qbconnect.domain.location_settings import LocationSettings
+from qbconnect.domain.qbo_models import QboInvoice
 from qbconnect.errors import ErrorCategory, SyncError
 from qbconnect.sync.invoices.handler import tax_mapping
 
@@ -85,9 +87,11 @@ def test_voided_after_connecting_is_booked_then_voided() -> None:
 
 
 def test_exactness_failure_names_both_figures() -> None:
-    check_exact({"Id": "7", "TotalAmt": 100, "Balance": Decimal("60.00")}, Decimal("100.00"), Decimal("60.00"), "X")
+    exact = QboInvoice.from_api({"Id": "7", "TotalAmt": 100, "Balance": Decimal("60.00")})
+    check_exact(exact, Decimal("100.00"), Decimal("60.00"), "X")
+    off = QboInvoice.from_api({"Id": "7", "TotalAmt": 100, "Balance": 70})
     with pytest.raises(SyncError) as caught:
-        check_exact({"Id": "7", "TotalAmt": 100, "Balance": 70}, Decimal("100.00"), Decimal("50.00"), "Invoice #19")
+        check_exact(off, Decimal("100.00"), Decimal("50.00"), "Invoice #19")
     assert caught.value.category is ErrorCategory.PERMANENT
     assert caught.value.message == (
         "Invoice #19 does not match QuickBooks invoice 7: QuickBooks balance 70.00 but CRM amount due 50.00."
@@ -107,7 +111,7 @@ def test_link_state_round_trip_keeps_exact_amounts() -> None:
     state = InvoiceLinkState(
         realm_id="r1",
         snapshot=snapshot,
-        payments=[{"id": "9", "amount": "50.00", "paid_to_date": "50.00"}],
+        payments=[LinkedPayment(id="9", amount=Decimal("50.00"), paid_to_date="50.00", sync_token="0")],
         pending_payment={"request_id": "x", "body": "{}", "paid_to_date": "50.00"},
         crm_updated_at="2026-03-01T12:00:00+00:00",
     )
@@ -118,7 +122,8 @@ def test_link_state_round_trip_keeps_exact_amounts() -> None:
     again = InvoiceLinkState.load(data)
     assert again.snapshot == snapshot and again.payments == state.payments
     assert again.pending_payment == state.pending_payment and again.realm_id == "r1"
-    assert booked_payments(snapshot) == Decimal("50.00")
+    assert data["payments"] == [{"id": "9", "amount": "50.00", "paid_to_date": "50.00", "sync_token": "0"}]
+    assert known_invoice(again) == QboInvoice.from_api(snapshot) and QboInvoice.from_api(snapshot).paid == 50
     assert InvoiceLinkState.load(None).snapshot is None
 
 
@@ -176,7 +181,7 @@ def test_sparse_update_ignores_values_quickbooks_fills_in() -> None:
             },
         ],
     }
-    assert build_sparse_invoice_update(existing, desired) is None
+    assert build_sparse_invoice_update(QboInvoice.from_api(existing), desired) is None
     desired["Line"][1]["DiscountLineDetail"]["DiscountAccountRef"] = {"value": "8"}
-    update = build_sparse_invoice_update(existing, desired)
+    update = build_sparse_invoice_update(QboInvoice.from_api(existing), desired)
     assert update is not None and "Line" in update
