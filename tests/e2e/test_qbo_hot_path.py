@@ -14,9 +14,10 @@ import pytest
 from qbconnect.sandbox.qbo.state import RequestRecord
 from qbconnect.sandbox.stack import Stack
 from tests.e2e.test_invoice_sync import Books, make_books
-from tests.support.stack_fixtures import stack  # noqa: F401
+from tests.e2e.test_receipts import _order, _poll, _receipt_for, _sync, _txn_of
+from tests.support.stack_fixtures import Connected, connected, stack  # noqa: F401
 
-PAYMENT_METHOD_ENTITIES = ("PaymentMethod", "Account", "Item", "Customer")
+COURSE = "prod_course"  # one CRM product, so its QuickBooks item is known after the first sale
 
 
 def is_read(record: RequestRecord) -> bool:
@@ -95,3 +96,33 @@ def test_invoice_lifecycle_for_a_known_customer_makes_no_quickbooks_read(books: 
     assert sorted(Decimal(str(p["TotalAmt"])) for p in payments) == sorted(
         [Decimal("0"), Decimal("50.00"), Decimal(str(paid["TotalAmt"])) - Decimal("50.00")]
     )
+
+
+def test_sales_receipt_and_refund_for_a_known_customer_make_no_quickbooks_read(connected: Connected) -> None:
+    c = connected
+    warm = _txn_of(
+        c, _order(c, "funnel", "one_step_order_form", items=[{"name": "Course", "amount": 100, "productId": COURSE}])
+    )
+    _sync(c)  # the customer, the item, the payment method and Undeposited Funds are known afterwards
+    start = len(c.stack.qbo.request_log)
+
+    txn = _txn_of(
+        c,
+        _order(c, "funnel", "one_step_order_form", items=[{"name": "Course", "amount": "149.99", "productId": COURSE}]),
+    )
+    _sync(c)
+    c.stack.crm.refund_transaction(txn["_id"], Decimal("40.00"))
+    _poll(c)
+    c.stack.crm.refund_transaction(txn["_id"], Decimal("109.99"))  # the rest: a full refund (webhook)
+    _sync(c)
+    _poll(c)
+
+    calls = calls_since(c.stack, start)
+    print(f"\nQuickBooks calls for a sales receipt and two refunds: {sum(calls.values())} {dict(calls)}")
+    assert reads_since(c.stack, start) == []
+    receipts = c.stack.qbo.entities(c.realm_id, "SalesReceipt")
+    assert len(receipts) == 2
+    assert [len(_receipt_for(c, t)) for t in (warm, txn)] == [1, 1]
+    refunds = c.stack.qbo.entities(c.realm_id, "RefundReceipt")
+    assert sorted(Decimal(str(r["TotalAmt"])) for r in refunds) == [Decimal("40.00"), Decimal("109.99")]
+    assert calls == Counter({"POST SalesReceipt create": 1, "POST RefundReceipt create": 2})
