@@ -18,6 +18,7 @@ from qbconnect.domain.invoice import (
     expected_totals,
 )
 from qbconnect.domain.jsonutil import dumps, loads
+from qbconnect.domain.qbo_models import QboInvoice
 from qbconnect.errors import ErrorCategory
 from tests.support.qbo_xsd import validate_qbo_json
 
@@ -436,7 +437,7 @@ def _as_qbo_response(payload: dict[str, Any]) -> dict[str, Any]:
 def test_sparse_update_none_when_unchanged() -> None:
     inv = CrmInvoice.from_api(make_invoice([line("A", 2, "9.99", "ST")], {"type": "percentage", "value": 5}))
     payload = build_qbo_invoice(inv, ctx(1))
-    assert build_sparse_invoice_update(_as_qbo_response(payload), payload) is None
+    assert build_sparse_invoice_update(QboInvoice.from_api(_as_qbo_response(payload)), payload) is None
 
 
 def test_sparse_update_sends_only_owned_changes() -> None:
@@ -445,7 +446,7 @@ def test_sparse_update_sends_only_owned_changes() -> None:
     after_data = make_invoice([line("A", 2, "9.99", "ST")], {"type": "fixed", "value": 3})
     after_data["dueDate"] = "2024-04-15"
     desired = build_qbo_invoice(CrmInvoice.from_api(after_data), ctx(1))
-    update = build_sparse_invoice_update(existing, desired)
+    update = build_sparse_invoice_update(QboInvoice.from_api(existing), desired)
     assert update is not None
     assert (update["Id"], update["SyncToken"], update["sparse"]) == ("130", "2", True)
     assert update["DueDate"] == "2024-04-15"
@@ -461,7 +462,7 @@ def test_sparse_update_restores_our_note_without_dropping_theirs() -> None:
     payload = build_qbo_invoice(CrmInvoice.from_api(make_invoice([line("A", 1, 5)])), ctx(1))
     existing = _as_qbo_response(payload)
     existing["PrivateNote"] = "Voided by mistake"
-    update = build_sparse_invoice_update(existing, payload)
+    update = build_sparse_invoice_update(QboInvoice.from_api(existing), payload)
     assert update is not None
     assert update["PrivateNote"].startswith("Voided by mistake\n") and payload["PrivateNote"] in update["PrivateNote"]
 

@@ -8,21 +8,25 @@ from typing import Any
 
 import pytest
 
-from qbconnect.domain.crm_models import CrmInvoice
+from qbconnect.domain.crm_models import CrmContactDetails, CrmInvoice
 from qbconnect.domain.invoice import build_sparse_invoice_update
 from qbconnect.domain.invoice_rules import (
     SKIP_BEFORE_CONNECTION,
     InvoiceLinkState,
-    booked_payments,
+    LinkedPayment,
     check_exact,
+    contact_name,
     content_hash,
     expected,
     first_sighting_decision,
     is_newer,
+    known_invoice,
     label,
+    request_parts,
     skip_message,
 )
 from qbconnect.domain.location_settings import LocationSettings
+from qbconnect.domain.qbo_models import QboInvoice, QboPayment
 from qbconnect.errors import ErrorCategory, SyncError
 from qbconnect.sync.invoices.handler import tax_mapping
 
@@ -85,9 +89,11 @@ def test_voided_after_connecting_is_booked_then_voided() -> None:
 
 
 def test_exactness_failure_names_both_figures() -> None:
-    check_exact({"Id": "7", "TotalAmt": 100, "Balance": Decimal("60.00")}, Decimal("100.00"), Decimal("60.00"), "X")
+    exact = QboInvoice.from_api({"Id": "7", "TotalAmt": 100, "Balance": Decimal("60.00")})
+    check_exact(exact, Decimal("100.00"), Decimal("60.00"), "X")
+    off = QboInvoice.from_api({"Id": "7", "TotalAmt": 100, "Balance": 70})
     with pytest.raises(SyncError) as caught:
-        check_exact({"Id": "7", "TotalAmt": 100, "Balance": 70}, Decimal("100.00"), Decimal("50.00"), "Invoice #19")
+        check_exact(off, Decimal("100.00"), Decimal("50.00"), "Invoice #19")
     assert caught.value.category is ErrorCategory.PERMANENT
     assert caught.value.message == (
         "Invoice #19 does not match QuickBooks invoice 7: QuickBooks balance 70.00 but CRM amount due 50.00."
@@ -107,7 +113,7 @@ def test_link_state_round_trip_keeps_exact_amounts() -> None:
     state = InvoiceLinkState(
         realm_id="r1",
         snapshot=snapshot,
-        payments=[{"id": "9", "amount": "50.00", "paid_to_date": "50.00"}],
+        payments=[LinkedPayment(id="9", amount=Decimal("50.00"), paid_to_date="50.00", sync_token="0")],
         pending_payment={"request_id": "x", "body": "{}", "paid_to_date": "50.00"},
         crm_updated_at="2026-03-01T12:00:00+00:00",
     )
@@ -118,7 +124,8 @@ def test_link_state_round_trip_keeps_exact_amounts() -> None:
     again = InvoiceLinkState.load(data)
     assert again.snapshot == snapshot and again.payments == state.payments
     assert again.pending_payment == state.pending_payment and again.realm_id == "r1"
-    assert booked_payments(snapshot) == Decimal("50.00")
+    assert data["payments"] == [{"id": "9", "amount": "50.00", "paid_to_date": "50.00", "sync_token": "0"}]
+    assert known_invoice(again) == QboInvoice.from_api(snapshot) and QboInvoice.from_api(snapshot).paid == 50
     assert InvoiceLinkState.load(None).snapshot is None
 
 
@@ -176,7 +183,68 @@ def test_sparse_update_ignores_values_quickbooks_fills_in() -> None:
             },
         ],
     }
-    assert build_sparse_invoice_update(existing, desired) is None
+    assert build_sparse_invoice_update(QboInvoice.from_api(existing), desired) is None
     desired["Line"][1]["DiscountLineDetail"]["DiscountAccountRef"] = {"value": "8"}
-    update = build_sparse_invoice_update(existing, desired)
+    update = build_sparse_invoice_update(QboInvoice.from_api(existing), desired)
     assert update is not None and "Line" in update
+
+
+def _answer(**values: Any) -> dict[str, Any]:
+    base = {"Id": "5", "SyncToken": "3", "TotalAmt": Decimal("129.40"), "Balance": Decimal("129.40")}
+    return {**base, **values}
+
+
+def _payment(payment_id: str, amount: str, invoice_id: str = "5") -> QboPayment:
+    return QboPayment.from_api(
+        {
+            "Id": payment_id,
+            "SyncToken": "0",
+            "TotalAmt": Decimal(amount),
+            "Line": [{"Amount": Decimal(amount), "LinkedTxn": [{"TxnId": invoice_id, "TxnType": "Invoice"}]}],
+        }
+    )
+
+
+def test_known_invoice_is_the_last_answer_moved_by_our_payments_and_voids() -> None:
+    state = InvoiceLinkState()
+    assert known_invoice(state) is None  # nothing kept: the caller reads once
+    state.remember(_answer())
+    state.payment_applied(_payment("9", "50.00"), "5")
+    state.payment_applied(_payment("10", "29.40"), "5")
+    known = known_invoice(state)
+    assert known is not None and (known.balance, known.paid, known.sync_token) == (
+        Decimal("50.00"),
+        Decimal("79.40"),
+        "5",
+    )
+    state.payment_voided(LinkedPayment(id="10", amount=Decimal("29.40"), paid_to_date="79.40"))
+    known = known_invoice(state)
+    assert known is not None and (known.balance, known.sync_token) == (Decimal("79.40"), "6")
+    again = InvoiceLinkState.load(state.dump())  # stored and loaded: the same invoice
+    assert known_invoice(again) == known
+    state.remember(_answer(SyncToken="9", Balance=Decimal("0")))  # a new answer replaces the reckoning
+    assert (state.applied_since, state.touches_since) == (0, 0)
+
+
+def test_a_payment_the_answer_already_lists_or_for_another_invoice_moves_nothing() -> None:
+    state = InvoiceLinkState()
+    state.remember(_answer(Balance=Decimal("79.40"), LinkedTxn=[{"TxnId": "9", "TxnType": "Payment"}]))
+    state.payment_applied(_payment("9", "50.00"), "5")  # replayed after a read that already shows it
+    state.payment_applied(_payment("11", "10.00", invoice_id="6"), "5")
+    known = known_invoice(state)
+    assert known is not None and (known.balance, known.sync_token) == (Decimal("79.40"), "3")
+
+
+def test_refused_requests_change_every_new_requestid_part() -> None:
+    state = InvoiceLinkState()
+    assert request_parts(state) == ()  # requestids of links without a refusal stay as they were
+    state.refused = 2
+    assert request_parts(state) == (2,) and InvoiceLinkState.load(state.dump()).refused == 2
+
+
+def test_contact_name_for_the_sync_log() -> None:
+    assert contact_name(CrmContactDetails(id="c1", name=" Kira Garcia ")) == "Kira Garcia"
+    assert contact_name(CrmContactDetails(id="c1", first_name="Kira", last_name="Garcia")) == "Kira Garcia"
+    assert contact_name(CrmContactDetails(id="c1", company_name="Acme")) == "Acme"
+    assert contact_name(CrmContactDetails(id="c1", email="k@example.com")) == "k@example.com"
+    assert contact_name(CrmContactDetails(id="c1")) is None

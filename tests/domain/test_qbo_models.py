@@ -56,3 +56,24 @@ def test_customer_fields_and_a_deleted_customer_from_cdc() -> None:
 def test_odd_values_never_raise() -> None:
     payment = QboPayment.from_api({"Id": 7, "TotalAmt": True, "Line": "x", "MetaData": {"CreateTime": "not a time"}})
     assert (payment.id, payment.total, payment.invoice_ids, payment.created_at) == ("7", Decimal(0), (), None)
+
+
+def test_invoice_fields_the_sparse_update_compares_and_the_payments_applied() -> None:
+    sample = _sample("invoice__03__create-an-invoice-sample-response.json")["Invoice"]
+    invoice = QboInvoice.from_api(
+        {**sample, "LinkedTxn": [{"TxnId": "125", "TxnType": "Payment"}, {"TxnId": "7", "TxnType": "Estimate"}]}
+    )
+    assert invoice.lines and all("DetailType" in line for line in invoice.lines)
+    assert invoice.payment_ids == ("125",)
+    assert invoice.paid == invoice.total - invoice.balance
+    assert invoice.due_date == sample.get("DueDate") and invoice.txn_date == sample.get("TxnDate")
+    taxed = QboInvoice.from_api({"Id": "1", "TxnTaxDetail": {"TotalTax": "9.90"}, "BillEmail": {"Address": "a@b.c"}})
+    assert (taxed.total_tax, taxed.bill_email, taxed.apply_tax_after_discount) == (Decimal("9.90"), "a@b.c", False)
+    assert QboInvoice.from_api({"Id": "1"}).total_tax is None
+
+
+def test_payment_sync_token_and_note_from_intuits_answer() -> None:
+    payment = QboPayment.from_api(_sample("payment__04__create-a-payment-sample-response.json")["Payment"])
+    assert payment.sync_token == "0"
+    voided = QboPayment.from_api({"Id": "9", "SyncToken": "1", "TotalAmt": 0, "Line": [], "PrivateNote": "Voided"})
+    assert (voided.invoice_ids, voided.private_note) == ((), "Voided")

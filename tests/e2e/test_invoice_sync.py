@@ -12,7 +12,9 @@ from sqlalchemy import select
 
 from qbconnect.db.link_model import Link
 from qbconnect.db.models import Activity, Location
+from qbconnect.sandbox.qbo.state import RequestRecord
 from qbconnect.sandbox.stack import Stack
+from qbconnect.services import log_actions
 from qbconnect.sync.engine import clients as job_clients
 from qbconnect.sync.engine.registry import PERIODIC
 from qbconnect.sync.engine.routing import INVOICE_RECONCILE
@@ -361,3 +363,67 @@ def test_unmapped_tax_fails_with_a_plain_reason(stack: Stack) -> None:  # noqa: 
     assert row.status == "failed" and row.error_category == "permanent"
     assert "No QuickBooks tax code is mapped" in (row.error_message or "")
     assert books.qbo_invoices() == []
+
+
+# ---- fix, then Retry (issue 14): a refused request is planned again under a new requestid ----------------
+
+
+def retry_failed_row(books: Books, crm_id: str) -> None:
+    """Press Retry on the record's failed sync-log row (the path of `qbconnect retry` and the API)."""
+    row = books.last_row(crm_id)
+    assert row.status == "failed", row.summary
+    with books.stack.runtime.sessions.begin() as session:
+        log_actions.retry_one(session, row.id)
+    books.settle()
+
+
+def posts_of(books: Books, entity: str) -> list[RequestRecord]:
+    return [r for r in books.stack.qbo.request_log if r.method == "POST" and r.entity == entity]
+
+
+def test_wrong_item_mapping_fixed_then_retry_books_the_invoice_once(us_books: Books) -> None:
+    books = us_books
+    books.set_settings(product_item_map={"prod_repair": "999"})
+    repair = {"name": "Repair", "qty": 2, "amount": "60.00", "productId": "prod_repair", "taxes": books.tax()}
+    inv = books.invoice(items=[repair])
+    books.stack.crm.send_invoice(inv)
+    books.settle()
+    row = books.last_row(inv)
+    assert row.status == "failed" and books.qbo_invoices() == []
+
+    item = next(i for i in books.stack.qbo.entities(books.realm_id, "Item") if i.get("Type") == "Service")
+    books.set_settings(product_item_map={"prod_repair": str(item["Id"])})
+    retry_failed_row(books, inv)
+
+    [qinv] = books.qbo_invoices()
+    assert books.assert_in_step(inv)["Id"] == qinv["Id"]
+    assert qinv["Line"][0]["SalesItemLineDetail"]["ItemRef"]["value"] == str(item["Id"])
+    refused, booked = posts_of(books, "Invoice")
+    assert refused.status == 400 and booked.status == 200 and refused.request_id != booked.request_id
+
+
+def test_wrong_payment_method_mapping_fixed_then_retry_books_the_payment_once(us_books: Books) -> None:
+    """The owner's path: ``visa = 999`` typed by mistake; the retry re-sent the saved payment for ever."""
+    books = us_books
+    inv = books.invoice()
+    books.stack.crm.send_invoice(inv)
+    books.settle()
+    books.set_settings(payment_method_map={"visa": "999"})
+    books.stack.crm.record_invoice_payment(inv, Decimal("59.38"))
+    books.settle()
+    assert books.last_row(inv).status == "failed" and books.payments() == []
+
+    visa = next(m for m in books.stack.qbo.entities(books.realm_id, "PaymentMethod") if m["Name"] == "Visa")
+    books.set_settings(payment_method_map={"visa": str(visa["Id"])})
+    retry_failed_row(books, inv)
+
+    qinv = books.assert_in_step(inv)
+    assert Decimal(str(qinv["Balance"])) == books.crm_invoice(inv)["total"] - Decimal("59.38")
+    [payment] = books.payments()
+    assert Decimal(str(payment["TotalAmt"])) == Decimal("59.38") and payment["PaymentMethodRef"]["value"] == visa["Id"]
+    refused, booked = posts_of(books, "Payment")
+    assert refused.status == 400 and booked.status == 200 and refused.request_id != booked.request_id
+    # the rest paid later books the remainder once
+    books.stack.crm.record_invoice_payment(inv, books.crm_invoice(inv)["amountDue"])
+    books.settle()
+    assert Decimal(str(books.assert_in_step(inv)["Balance"])) == 0 and len(books.payments()) == 2

@@ -15,6 +15,7 @@ from qbconnect.db.models import Activity, Location
 from qbconnect.domain.location_settings import load
 from qbconnect.qbo.client import QboClient
 from qbconnect.sandbox.stack import Stack
+from qbconnect.services import log_actions
 from qbconnect.sync.engine import clients as job_clients
 from qbconnect.sync.engine import jobs, routing
 from qbconnect.sync.receipts.discovery import STATE_KEY, enqueue_due_polls
@@ -401,3 +402,70 @@ def test_a_uk_order_with_an_unmapped_vat_rate_is_booked_untaxed_with_a_note(stac
     assert receipt["GlobalTaxCalculation"] == "NotApplicable" and Decimal(str(receipt["TotalAmt"])) == Decimal(60)
     [row] = [a for a in _activities(c) if a.status != "skipped"]
     assert '"VAT" (20%)' in (row.summary or "") and "untaxed" in (row.summary or "")
+
+
+# ---- fix, then Retry (issue 14): a refused request is planned again under a new requestid ----------------
+
+
+def _retry_failed(c: Connected, txn: dict[str, Any]) -> None:
+    """Press Retry on the payment's failed sync-log row (the path of `qbconnect retry` and the API)."""
+    (row,) = [a for a in _activities(c) if a.entity_id == txn["_id"] and a.status == "failed"]
+    with c.stack.runtime.sessions.begin() as session:
+        log_actions.retry_one(session, row.id)
+    c.stack.drain()
+
+
+def _visa(c: Connected) -> str:
+    return str(next(m for m in c.stack.qbo.entities(c.realm_id, "PaymentMethod") if m["Name"] == "Visa")["Id"])
+
+
+def _posts(c: Connected, entity: str) -> list[tuple[int, str | None]]:
+    return [(r.status, r.request_id) for r in c.stack.qbo.request_log if r.method == "POST" and r.entity == entity]
+
+
+def test_wrong_payment_method_mapping_fixed_then_retry_books_the_receipt_once(
+    connected: Connected,  # noqa: F811
+    writes: Writes,
+) -> None:
+    c = connected
+    _settings(c, payment_method_map={"visa": "999"})
+    txn = _txn_of(c, _order(c, "funnel", "one_step_order_form", items=[{"name": "Course", "amount": "885.00"}]))
+    _sync(c)
+    assert _receipts(c) == [] and [a.status for a in _activities(c) if a.entity_id == txn["_id"]] == ["failed"]
+
+    _settings(c, payment_method_map={"visa": _visa(c)})
+    _retry_failed(c, txn)
+
+    (receipt,) = _receipt_for(c, txn)
+    assert Decimal(str(receipt["TotalAmt"])) == Decimal("885.00") and receipt["PaymentMethodRef"]["value"] == _visa(c)
+    (refused, refused_rid), (booked, booked_rid) = _posts(c, "SalesReceipt")
+    assert (refused, booked) == (400, 200) and refused_rid != booked_rid
+    _poll(c)
+    assert len(_receipts(c)) == 1
+
+
+def test_wrong_payment_method_mapping_fixed_then_retry_books_the_refund_once(
+    connected: Connected,  # noqa: F811
+    writes: Writes,
+) -> None:
+    c = connected
+    txn = _txn_of(c, _order(c, "funnel", "two_step_order_form", items=[{"name": "Kit", "amount": "187.99"}]))
+    _sync(c)
+    assert len(_receipt_for(c, txn)) == 1
+    _settings(c, payment_method_map={"visa": "999"})  # typed by mistake after the sale was booked
+    c.stack.crm.refund_transaction(txn["_id"], Decimal("87.99"))
+    _poll(c)
+    assert _refunds(c) == []
+
+    _settings(c, payment_method_map={"visa": _visa(c)})
+    _retry_failed(c, txn)
+
+    (refund,) = _refunds(c)
+    assert Decimal(str(refund["TotalAmt"])) == Decimal("87.99") and refund["PaymentMethodRef"]["value"] == _visa(c)
+    (refused, refused_rid), (booked, booked_rid) = _posts(c, "RefundReceipt")
+    assert (refused, booked) == (400, 200) and refused_rid != booked_rid
+    _poll(c)
+    assert len(_refunds(c)) == 1 and len(_receipts(c)) == 1
+    with c.stack.runtime.sessions() as session:
+        link = session.execute(select(Link).where(Link.kind == "sales_receipt", Link.crm_id == txn["_id"])).scalar_one()
+    assert link.data["refunded"] == "87.99" and "refund_pending" not in link.data

@@ -35,6 +35,7 @@ from qbconnect.domain.crm_models import CrmDiscount, CrmInvoice, CrmLine
 from qbconnect.domain.crm_totals import InvoiceBreakdown, crm_breakdown, discount_eligible
 from qbconnect.domain.errors import MappingError
 from qbconnect.domain.money import HUNDRED, parse_amount, quantum, round_money
+from qbconnect.domain.qbo_models import QboInvoice
 
 DOC_NUMBER_LIMIT = 21
 DESCRIPTION_LIMIT = 4000
@@ -514,40 +515,47 @@ def _with_existing_ids(desired: list[dict[str, Any]], existing: Any) -> list[dic
     return result
 
 
-def build_sparse_invoice_update(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
+def build_sparse_invoice_update(existing: QboInvoice, desired: Mapping[str, Any]) -> dict[str, Any] | None:
     """A sparse update turning the QBO invoice ``existing`` into ``desired`` for the fields we own.
 
     None when nothing we own differs. Fields we do not own are never sent, so QBO-side edits to them
-    survive. A changed line set is sent whole with the tax, as QBO replaces lines as a set.
+    survive. A changed line set is sent whole with the tax, as QBO replaces lines as a set. The update
+    carries ``existing``'s SyncToken.
     """
     changes: dict[str, Any] = {}
-    lines_changed = not _lines_match(existing.get("Line"), desired.get("Line"))
+    lines_changed = not _lines_match(list(existing.lines), desired.get("Line"))
     if lines_changed:
-        changes["Line"] = _with_existing_ids(list(desired.get("Line") or []), existing.get("Line"))
+        changes["Line"] = _with_existing_ids(list(desired.get("Line") or []), list(existing.lines))
 
     desired_tax = _dec((desired.get("TxnTaxDetail") or {}).get("TotalTax"))
-    existing_tax = _dec((existing.get("TxnTaxDetail") or {}).get("TotalTax"))
-    if desired_tax is not None and (lines_changed or desired_tax != existing_tax):
+    if desired_tax is not None and (lines_changed or desired_tax != existing.total_tax):
         changes["TxnTaxDetail"] = {"TotalTax": desired_tax}
 
-    for key in ("CustomerRef", "CurrencyRef"):
-        if key in desired and _ref(desired[key]) != _ref(existing.get(key)):
+    theirs = {"CustomerRef": existing.customer_id, "CurrencyRef": existing.currency}
+    for key, their_ref in theirs.items():
+        if key in desired and _ref(desired[key]) != their_ref:
             changes[key] = desired[key]
-    for key in ("TxnDate", "DueDate", "DocNumber", "GlobalTaxCalculation"):
-        if key in desired and desired[key] != existing.get(key):
+    their_fields = {
+        "TxnDate": existing.txn_date,
+        "DueDate": existing.due_date,
+        "DocNumber": existing.doc_number,
+        "GlobalTaxCalculation": existing.global_tax_calculation,
+    }
+    for key, their_value in their_fields.items():
+        if key in desired and desired[key] != their_value:
             changes[key] = desired[key]
-    if desired.get("ApplyTaxAfterDiscount") and not existing.get("ApplyTaxAfterDiscount"):
+    if desired.get("ApplyTaxAfterDiscount") and not existing.apply_tax_after_discount:
         changes["ApplyTaxAfterDiscount"] = True
     desired_email = ((desired.get("BillEmail") or {}).get("Address") or "").strip().lower()
-    existing_email = ((existing.get("BillEmail") or {}).get("Address") or "").strip().lower()
+    existing_email = (existing.bill_email or "").lower()
     if desired_email and desired_email != existing_email:
         changes["BillEmail"] = desired["BillEmail"]
     note = desired.get("PrivateNote")
-    existing_note = str(existing.get("PrivateNote") or "").strip()
+    existing_note = existing.private_note or ""
     if note and note not in existing_note:
         # keep whatever the accountant wrote; add our marker after it
         changes["PrivateNote"] = f"{existing_note}\n{note}"[-PRIVATE_NOTE_LIMIT:] if existing_note else note
 
     if not changes:
         return None
-    return {"Id": existing["Id"], "SyncToken": existing["SyncToken"], "sparse": True, **changes}
+    return {"Id": existing.id, "SyncToken": existing.sync_token, "sparse": True, **changes}

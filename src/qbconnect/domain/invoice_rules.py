@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from qbconnect.domain import jsonutil
-from qbconnect.domain.crm_models import CrmInvoice
+from qbconnect.domain.crm_models import CrmContactDetails, CrmInvoice
 from qbconnect.domain.invoice import expected_totals
 from qbconnect.domain.money import amount as money
 from qbconnect.domain.money import round_money
+from qbconnect.domain.qbo_models import QboInvoice, QboPayment
 from qbconnect.errors import PermanentError
 
 VOID_STATUSES = frozenset({"void", "delete", "deleted"})
@@ -40,6 +41,16 @@ def label(inv: CrmInvoice | None, crm_id: str) -> str:
     if inv is not None and inv.number:
         return f"Invoice #{inv.number}"
     return f"Invoice {crm_id}"
+
+
+def contact_name(contact: CrmContactDetails) -> str | None:
+    """How the sync log names a CRM contact: its name, else first and last name, else its company, else
+    its email (``Kira Garcia``)."""
+    full = " ".join(part.strip() for part in (contact.first_name, contact.last_name) if part and part.strip())
+    for candidate in (contact.name, full, contact.company_name, contact.email):
+        if candidate and candidate.strip():
+            return candidate.strip()
+    return None
 
 
 def _ms(moment: datetime) -> datetime:
@@ -69,18 +80,16 @@ def content_hash(desired: Mapping[str, Any], inv: CrmInvoice) -> str:
     return hashlib.sha256(jsonutil.dumps(payload)).hexdigest()
 
 
-def check_exact(qbo_invoice: Mapping[str, Any], total: Decimal, due: Decimal, name: str) -> None:
+def check_exact(qbo_invoice: QboInvoice, total: Decimal, due: Decimal, name: str) -> None:
     """Fail the run when QuickBooks does not show the CRM's total and amount due to the cent."""
-    qbo_total = money(qbo_invoice.get("TotalAmt"))
-    qbo_balance = money(qbo_invoice.get("Balance"))
     problems = []
-    if qbo_total != total:
-        problems.append(f"QuickBooks total {qbo_total:.2f} but CRM total {total:.2f}")
-    if qbo_balance != due:
-        problems.append(f"QuickBooks balance {qbo_balance:.2f} but CRM amount due {due:.2f}")
+    if qbo_invoice.total != total:
+        problems.append(f"QuickBooks total {qbo_invoice.total:.2f} but CRM total {total:.2f}")
+    if qbo_invoice.balance != due:
+        problems.append(f"QuickBooks balance {qbo_invoice.balance:.2f} but CRM amount due {due:.2f}")
     if problems:
         raise PermanentError(
-            f"{name} does not match QuickBooks invoice {qbo_invoice.get('Id')}: " + "; ".join(problems) + ".",
+            f"{name} does not match QuickBooks invoice {qbo_invoice.id}: " + "; ".join(problems) + ".",
             code="mismatch",
         )
 
@@ -96,18 +105,61 @@ def expected(inv: CrmInvoice | None) -> tuple[Decimal, Decimal]:
 
 
 @dataclass
+class LinkedPayment:
+    """One QuickBooks Payment the product booked on the invoice (a ``Link.data["payments"]`` entry)."""
+
+    id: str
+    amount: Decimal
+    paid_to_date: str  # the CRM's amount paid it brought QuickBooks to ("50.00")
+    sync_token: str | None = None  # from QuickBooks' answer to our last write of it (None: an older version's)
+    voided: bool = False
+
+    @classmethod
+    def load(cls, data: Mapping[str, Any]) -> LinkedPayment:
+        token = data.get("sync_token")
+        return cls(
+            id=str(data.get("id") or ""),
+            amount=money(data.get("amount")),
+            paid_to_date=str(data.get("paid_to_date") or ""),
+            sync_token=str(token) if token not in (None, "") else None,
+            voided=bool(data.get("voided", False)),
+        )
+
+    def dump(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "amount": f"{self.amount:.2f}", "paid_to_date": self.paid_to_date}
+        if self.sync_token is not None:
+            data["sync_token"] = self.sync_token
+        if self.voided:
+            data["voided"] = True
+        return data
+
+
+@dataclass
 class InvoiceLinkState:
     """``Link.data`` of an invoice link, typed. The QuickBooks snapshot is stored as JSON text so its
-    amounts stay exact ``Decimal``s."""
+    amounts stay exact ``Decimal``s.
+
+    The snapshot is QuickBooks' own last answer about the invoice (a create, update or void answers with
+    the whole invoice; a read happens only on the exception path). Writes of ours that change the invoice
+    without answering with it, our payments and their voids, are counted since that answer:
+    ``applied_since`` (the amount they took off the balance) and ``touches_since`` (each raised the
+    invoice's SyncToken by one). :func:`known_invoice` is the invoice as the product knows it now.
+
+    ``refused`` counts requests QuickBooks refused with a fault (they created nothing); it is part of every
+    new requestid (:func:`request_parts`), so the request re-planned after a fix is a new request, never a
+    replay of the refused one."""
 
     realm_id: str | None = None
     skipped: str | None = None
-    snapshot: dict[str, Any] | None = None  # the QuickBooks invoice as last written or read
-    payments: list[dict[str, str]] | None = None  # [{"id", "amount", "paid_to_date"}]
+    snapshot: dict[str, Any] | None = None  # QuickBooks' last answer about the invoice
+    payments: list[LinkedPayment] = field(default_factory=list)
     pending_payment: dict[str, Any] | None = None  # {"request_id", "body" (JSON text), "paid_to_date"}
     voided: bool = False
     crm_updated_at: str | None = None
     crm_status: str | None = None
+    applied_since: Decimal = Decimal(0)
+    touches_since: int = 0
+    refused: int = 0
 
     @classmethod
     def load(cls, data: Mapping[str, Any] | None) -> InvoiceLinkState:
@@ -117,17 +169,20 @@ class InvoiceLinkState:
             realm_id=data.get("realm_id"),
             skipped=data.get("skipped"),
             snapshot=jsonutil.loads(snapshot) if isinstance(snapshot, str) else None,
-            payments=list(data.get("payments") or []),
+            payments=[LinkedPayment.load(p) for p in data.get("payments") or [] if isinstance(p, Mapping)],
             pending_payment=data.get("pending_payment"),
             voided=bool(data.get("voided", False)),
             crm_updated_at=data.get("crm_updated_at"),
             crm_status=data.get("crm_status"),
+            applied_since=money(data.get("applied_since")),
+            touches_since=int(data.get("touches_since") or 0),
+            refused=int(data.get("refused") or 0),
         )
 
     def dump(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "realm_id": self.realm_id,
-            "payments": list(self.payments or []),
+            "payments": [payment.dump() for payment in self.payments],
             "voided": self.voided,
         }
         if self.skipped:
@@ -140,12 +195,63 @@ class InvoiceLinkState:
             data["crm_updated_at"] = self.crm_updated_at
         if self.crm_status:
             data["crm_status"] = self.crm_status
+        if self.applied_since:
+            data["applied_since"] = f"{self.applied_since:.2f}"
+        if self.touches_since:
+            data["touches_since"] = self.touches_since
+        if self.refused:
+            data["refused"] = self.refused
         return data
 
+    def remember(self, answer: Mapping[str, Any]) -> QboInvoice:
+        """QuickBooks answered with the whole invoice: that answer is what the product knows from now on."""
+        self.snapshot = dict(answer)
+        self.applied_since = Decimal(0)
+        self.touches_since = 0
+        return QboInvoice.from_api(answer)
 
-def booked_payments(snapshot: Mapping[str, Any]) -> Decimal:
-    """What QuickBooks holds as paid on the invoice: TotalAmt - Balance."""
-    return money(snapshot.get("TotalAmt")) - money(snapshot.get("Balance"))
+    def payment_applied(self, payment: QboPayment, invoice_id: str) -> None:
+        """QuickBooks answered the create of our ``payment`` on invoice ``invoice_id``. A payment the snapshot
+        already lists (that answer came after it: a stale-token read before a lost answer was replayed)
+        moved nothing the snapshot does not show."""
+        if self.snapshot is None or invoice_id not in payment.invoice_ids:
+            return
+        if payment.id in QboInvoice.from_api(self.snapshot).payment_ids:
+            return
+        self.applied_since += payment.total
+        self.touches_since += 1
+
+    def payment_voided(self, payment: LinkedPayment) -> None:
+        """QuickBooks answered the void of our ``payment``: it no longer pays the invoice."""
+        if self.snapshot is None:
+            return
+        self.applied_since -= payment.amount
+        self.touches_since += 1
+
+    def booked(self) -> Decimal:
+        """What the product booked as paid on the invoice: its payments that are not voided."""
+        return sum((p.amount for p in self.payments if not p.voided), Decimal(0))
+
+
+def known_invoice(state: InvoiceLinkState) -> QboInvoice | None:
+    """The QuickBooks invoice as the product knows it now, without a call: QuickBooks' last answer, with the
+    Balance and SyncToken our payments and voids since then moved it to (QuickBooks raises an invoice's
+    SyncToken whenever a payment applied to it is created or voided). None when no answer is kept."""
+    if state.snapshot is None:
+        return None
+    answer = QboInvoice.from_api(state.snapshot)
+    if not state.touches_since and not state.applied_since:
+        return answer
+    token = answer.sync_token
+    if token is not None and token.isdigit():
+        token = str(int(token) + state.touches_since)
+    return replace(answer, balance=answer.balance - state.applied_since, sync_token=token)
+
+
+def request_parts(state: InvoiceLinkState) -> tuple[int, ...]:
+    """What a requestid adds after its own parts: the count of refused requests, once there is one (so the
+    requestids of a link that never had a refusal stay what they always were)."""
+    return (state.refused,) if state.refused else ()
 
 
 def is_newer(updated_at: datetime | None, recorded: str | None) -> bool:

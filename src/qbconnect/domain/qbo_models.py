@@ -38,6 +38,17 @@ def _ref(value: Any) -> str | None:
     return _text(_mapping(value).get("value"))
 
 
+def _linked(value: Any, txn_type: str) -> tuple[str, ...]:
+    """The ids of the ``LinkedTxn`` entries of one type, in order, once each."""
+    found: list[str] = []
+    for txn in value if isinstance(value, list) else []:
+        txn = _mapping(txn)
+        txn_id = _text(txn.get("TxnId"))
+        if txn.get("TxnType") == txn_type and txn_id and txn_id not in found:
+            found.append(txn_id)
+    return tuple(found)
+
+
 def _created(obj: Mapping[str, Any]) -> datetime | None:
     return parse_datetime(_mapping(obj.get("MetaData")).get("CreateTime"))
 
@@ -75,6 +86,11 @@ class QboCustomer:
 
 @dataclass(frozen=True)
 class QboInvoice:
+    """An Invoice as QuickBooks answered a create, update, void or read.
+
+    ``lines`` stay as QuickBooks sent them (a changed line set is sent whole); ``payment_ids`` are the
+    Payments QuickBooks lists as applied to it (``LinkedTxn`` of type Payment)."""
+
     id: str
     doc_number: str | None
     customer_id: str | None
@@ -84,10 +100,20 @@ class QboInvoice:
     txn_date: str | None
     sync_token: str | None
     created_at: datetime | None
-    raw: Mapping[str, Any] = field(repr=False, compare=False)
+    due_date: str | None = None
+    private_note: str | None = None
+    bill_email: str | None = None
+    total_tax: Decimal | None = None  # TxnTaxDetail.TotalTax, when QuickBooks states it
+    global_tax_calculation: str | None = None
+    apply_tax_after_discount: bool = False
+    lines: tuple[Mapping[str, Any], ...] = ()
+    payment_ids: tuple[str, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_api(cls, obj: Mapping[str, Any]) -> QboInvoice:
+        tax = _mapping(obj.get("TxnTaxDetail")).get("TotalTax")
+        lines = obj.get("Line")
         return cls(
             id=_text(obj.get("Id")) or "",
             doc_number=_text(obj.get("DocNumber")),
@@ -98,8 +124,21 @@ class QboInvoice:
             txn_date=_text(obj.get("TxnDate")),
             sync_token=_text(obj.get("SyncToken")),
             created_at=_created(obj),
+            due_date=_text(obj.get("DueDate")),
+            private_note=_text(obj.get("PrivateNote")),
+            bill_email=_text(_mapping(obj.get("BillEmail")).get("Address")),
+            total_tax=_amount(tax) if tax is not None else None,
+            global_tax_calculation=_text(obj.get("GlobalTaxCalculation")),
+            apply_tax_after_discount=obj.get("ApplyTaxAfterDiscount") is True,
+            lines=tuple(_mapping(line) for line in lines) if isinstance(lines, list) else (),
+            payment_ids=_linked(obj.get("LinkedTxn"), "Payment"),
             raw=obj,
         )
+
+    @property
+    def paid(self) -> Decimal:
+        """What QuickBooks holds as paid on the invoice: TotalAmt - Balance."""
+        return self.total - self.balance
 
 
 @dataclass(frozen=True)
@@ -107,27 +146,28 @@ class QboPayment:
     id: str
     customer_id: str | None
     total: Decimal
-    invoice_ids: tuple[str, ...]  # the invoices its lines are applied to (LinkedTxn of type Invoice)
+    invoice_ids: tuple[str, ...]  # the invoices its lines apply an amount to (LinkedTxn of type Invoice)
     created_at: datetime | None
-    raw: Mapping[str, Any] = field(repr=False, compare=False)
+    sync_token: str | None = None
+    private_note: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_api(cls, obj: Mapping[str, Any]) -> QboPayment:
         linked: list[str] = []
         lines = obj.get("Line")
         for line in lines if isinstance(lines, list) else []:
-            txns = _mapping(line).get("LinkedTxn")
-            for txn in txns if isinstance(txns, list) else []:
-                txn = _mapping(txn)
-                txn_id = _text(txn.get("TxnId"))
-                if txn.get("TxnType") == "Invoice" and txn_id and txn_id not in linked:
-                    linked.append(txn_id)
+            line = _mapping(line)
+            if _amount(line.get("Amount")) > 0:
+                linked += [txn_id for txn_id in _linked(line.get("LinkedTxn"), "Invoice") if txn_id not in linked]
         return cls(
             id=_text(obj.get("Id")) or "",
             customer_id=_ref(obj.get("CustomerRef")),
             total=_amount(obj.get("TotalAmt")),
             invoice_ids=tuple(linked),
             created_at=_created(obj),
+            sync_token=_text(obj.get("SyncToken")),
+            private_note=_text(obj.get("PrivateNote")),
             raw=obj,
         )
 

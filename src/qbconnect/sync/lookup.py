@@ -41,9 +41,9 @@ from qbconnect.domain.crm_models import CrmContactDetails, CrmLine
 from qbconnect.domain.customer import QboCustomerDraft, clean_name, display_name_candidates, normalize_email
 from qbconnect.domain.invoice import ROUNDING_ITEM_NAME
 from qbconnect.domain.location_settings import LocationSettings
-from qbconnect.errors import PermanentError, TransientError
+from qbconnect.errors import ErrorCategory, PermanentError, TransientError
 from qbconnect.qbo.client import QboClient, escape_query_value
-from qbconnect.qbo.faults import DuplicateName
+from qbconnect.qbo.faults import DuplicateName, QboFault
 from qbconnect.sync.contacts.state import IMPORT_KEY, read_state
 from qbconnect.sync.engine.context import JobContext
 from qbconnect.sync.links import customers, lists
@@ -59,6 +59,14 @@ UNNAMED_ITEM = "Sales"
 def request_id(*parts: object) -> str:
     """A deterministic QuickBooks ``requestid`` (36 characters) for the given parts."""
     return str(uuid.uuid5(REQUEST_NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+def refused(exc: BaseException) -> bool:
+    """Did QuickBooks answer the request with a fault (validation, a missing reference, a stale SyncToken,
+    authorisation)? Then it created nothing: the retry re-plans and sends a new request with a new
+    requestid. A timeout, a lost answer or a 5xx leave the outcome unknown: the saved request is replayed
+    unchanged, with its requestid, first."""
+    return isinstance(exc, QboFault) and exc.category is not ErrorCategory.TRANSIENT
 
 
 # ---- list links ----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from qbconnect.domain.invoice import (
 )
 from qbconnect.domain.location_settings import load as load_settings
 from qbconnect.domain.payment import build_qbo_payment
+from qbconnect.domain.qbo_models import QboInvoice
 from qbconnect.sandbox.crm import CrmSandbox
 from qbconnect.sync import lookup as qbo_lookup
 from tests.support.qbo_xsd import validate_qbo_json
@@ -182,7 +183,9 @@ def check_round_trip(
     created = qbo.create("Invoice", payload, request_id=f"prop-{realm}")
     assert Decimal(str(created["TotalAmt"])) == inv.total
     assert Decimal(str(created["Balance"])) == inv.amount_due
-    assert build_sparse_invoice_update(created, payload) is None  # what we wrote reads back as in step
+    assert (
+        build_sparse_invoice_update(QboInvoice.from_api(created), payload) is None
+    )  # what we wrote reads back as in step
     extra = rounding_lines(created)
     assert len(extra) <= (0 if us else 1)
     for line in extra:

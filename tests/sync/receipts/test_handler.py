@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from qbconnect.services.activity_log import headline
 from qbconnect.sync.engine import clients as job_clients
 from qbconnect.sync.engine.routing import ORDER, TRANSACTION
-from tests.support.engine_harness import jobs_of, run_job
+from tests.support.engine_harness import jobs_of, run_again, run_job
 from tests.support.stack_fixtures import Connected, connected, stack  # noqa: F401
 
 
@@ -86,3 +87,52 @@ def test_a_refund_becomes_one_refund_receipt(connected: Connected) -> None:
     [refund] = receipts(c, "RefundReceipt")
     assert Decimal(str(refund["TotalAmt"])) == Decimal("40.00")
     assert len(receipts(c)) == 1  # the sales receipt is not booked twice
+
+
+def test_a_refund_whose_answer_was_lost_is_replayed_with_the_same_requestid(connected: Connected) -> None:
+    c = connected
+    _, txn_id = checkout(c, amount=100)
+    run_job(c.stack.runtime, c.location_id, TRANSACTION, txn_id)
+    c.stack.crm.refund_transaction(txn_id, Decimal("40.00"))
+    c.stack.qbo.inject_fault("lost_response", entity="RefundReceipt", method="POST", count=20)
+
+    first = run_job(c.stack.runtime, c.location_id, TRANSACTION, txn_id)
+
+    assert first.job.state == "pending" and first.activity is not None and first.activity.status == "retrying"
+    c.stack.qbo.clear_faults()
+    again = run_again(c.stack.runtime, first.job.id)
+
+    assert again.state == "done"
+    [refund] = receipts(c, "RefundReceipt")
+    assert Decimal(str(refund["TotalAmt"])) == Decimal("40.00")
+    posts = [r for r in c.stack.qbo.request_log if r.method == "POST" and r.entity == "RefundReceipt"]
+    assert len({r.request_id for r in posts}) == 1 and posts[-1].operation.endswith(":replay")
+
+
+def test_the_result_reads_as_a_sentence_in_the_sync_log(connected: Connected) -> None:
+    c = connected
+    crm = c.stack.crm
+    contact = crm.create_contact(c.location_id, firstName="Kira", lastName="Garcia", email="kira@example.com")
+    order = crm.create_order(
+        c.location_id,
+        contact_id=contact["id"],
+        source_type="funnel",
+        source_sub_type="one_step_order_form",
+        items=[{"name": "Course", "amount": "885.00"}],
+    )
+    [txn] = [t for t in crm.transactions.values() if t["entityId"] == order["_id"]]
+
+    run = run_job(c.stack.runtime, c.location_id, TRANSACTION, str(txn["_id"]))
+
+    row = run.activity
+    assert row is not None and row.status == "done"
+    assert (row.customer, row.customer_email, row.amount, row.currency) == (
+        "Kira Garcia",
+        "kira@example.com",
+        Decimal("885.00"),
+        "USD",
+    )
+    assert (row.qbo_type, row.group_key) == ("SalesReceipt", f"order:{order['_id']}")
+    assert headline(row) == (
+        f"Order form payment {txn['chargeId']} · Kira Garcia · $885.00 → QuickBooks sales receipt {row.qbo_id}"
+    )

@@ -26,6 +26,7 @@ from qbconnect.domain.invoice_rules import (
     VOID_STATUSES,
     InvoiceLinkState,
     check_exact,
+    contact_name,
     content_hash,
     expected,
     first_sighting_decision,
@@ -98,7 +99,7 @@ def sync_invoice(ctx: JobContext) -> Result:
     name = label(inv, crm_id)
     if inv is None and (link is None or not link.qbo_id):
         return skipped(f"{name} was deleted in the CRM before it was synced; there is nothing to book.", crm_id)
-    if inv is not None and (link is None or (not link.qbo_id and not link.request_id)):
+    if inv is not None and (link is None or (not link.qbo_id and not link.request_id and not link.state.refused)):
         if inv.status == "draft":
             return skipped(f"{name} is still a draft; it syncs once it is sent.", crm_id)
         decision = first_sighting_decision(inv, as_utc(connection.connected_at) or utcnow())
@@ -156,11 +157,10 @@ def _converge(run: Convergence, inv: CrmInvoice, settings: LocationSettings, con
     run.state.crm_status = inv.status
     if link.qbo_id and link.content_hash == content and run.state.pending_payment is None:
         run.save()
-        return Result(
-            summary=f"{run.name}: QuickBooks invoice {link.qbo_id} already matches (total {total:.2f}, "
-            f"balance {due:.2f}).",
-            crm_id=inv.id,
-            qbo_id=link.qbo_id,
+        return _result(
+            run,
+            inv,
+            f"{run.name}: QuickBooks invoice {link.qbo_id} already matches (total {total:.2f}, balance {due:.2f}).",
         )
 
     if not link.qbo_id:
@@ -172,11 +172,11 @@ def _converge(run: Convergence, inv: CrmInvoice, settings: LocationSettings, con
         deposit_id=settings.deposit_account_id,
         multi=company.multicurrency,
     )
-    final = run.current() if run.fresh else run.read()
-    check_exact(final, total, due, run.name)
+    # exact from QuickBooks' own answers and the payments booked since (no read: docs/invoices.md)
+    check_exact(run.current(), total, due, run.name)
     link.content_hash = content
-    run.save(final)
-    return Result(summary=_summary(run, total, due), crm_id=inv.id, qbo_id=link.qbo_id)
+    run.save()
+    return _result(run, inv, _summary(run, total, due))
 
 
 def _void(run: Convergence, inv: CrmInvoice | None, crm_id: str) -> Result:
@@ -190,10 +190,8 @@ def _void(run: Convergence, inv: CrmInvoice | None, crm_id: str) -> Result:
         run.state.crm_status = "deleted"
     if run.state.voided:
         run.save()
-        return Result(
-            summary=f"{run.name} ({what} in the CRM): QuickBooks invoice {link.qbo_id} is already void.",
-            crm_id=crm_id,
-            qbo_id=link.qbo_id,
+        return _result(
+            run, inv, f"{run.name} ({what} in the CRM): QuickBooks invoice {link.qbo_id} is already void.", crm_id
         )
     if not link.qbo_id:
         run.save()
@@ -201,17 +199,36 @@ def _void(run: Convergence, inv: CrmInvoice | None, crm_id: str) -> Result:
             summary=f"{run.name} was {what} in the CRM before QuickBooks had it; nothing to void.",
             crm_id=crm_id,
             skipped=True,
+            label=run.name,
+            number=inv.number if inv is not None else None,
         )
     voided = run.void(crm_id)
     check_exact(voided, total, due, run.name)
     link.content_hash = None
-    run.save(voided)
+    run.save()
+    return _result(
+        run,
+        inv,
+        f"{run.name} {what} in the CRM → QuickBooks invoice {link.qbo_id} " + ", ".join(run.actions) + " (total 0.00).",
+        crm_id,
+    )
+
+
+def _result(run: Convergence, inv: CrmInvoice | None, summary: str, crm_id: str | None = None) -> Result:
+    """The run's answer with the fields that make its sync-log row readable
+    ("Invoice #1042 · Kira Garcia · $885.00 → QuickBooks invoice 19")."""
+    contact = inv.contact if inv is not None else None
     return Result(
-        summary=f"{run.name} {what} in the CRM → QuickBooks invoice {link.qbo_id} "
-        + ", ".join(run.actions)
-        + " (total 0.00).",
-        crm_id=crm_id,
-        qbo_id=link.qbo_id,
+        summary=summary,
+        crm_id=inv.id if inv is not None else crm_id,
+        qbo_id=run.link.qbo_id,
+        label=run.name,
+        number=inv.number if inv is not None else None,
+        customer=contact_name(contact) if contact is not None else None,
+        customer_email=contact.email if contact is not None else None,
+        amount=inv.total if inv is not None else None,
+        currency=inv.currency if inv is not None else None,
+        qbo_type="Invoice",
     )
 
 

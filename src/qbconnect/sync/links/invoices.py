@@ -4,7 +4,8 @@ One row per CRM invoice id (``crm_id``). ``qbo_id`` is the Invoice Id once creat
 create's ``requestid`` (stored before the call); ``sync_token`` QuickBooks' last SyncToken; ``content_hash``
 what the last complete run made QuickBooks equal to. ``data`` is
 :class:`~qbconnect.domain.invoice_rules.InvoiceLinkState` (``realm_id``, ``skipped``, ``snapshot``,
-``payments``, ``pending_payment``, ``voided``, ``crm_updated_at``, ``crm_status``).
+``payments``, ``pending_payment``, ``voided``, ``crm_updated_at``, ``crm_status``, ``applied_since``,
+``touches_since``, ``refused``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ stored (committed) before the call. ``data`` holds:
 | ``refunds`` | one entry per RefundReceipt: ``qbo_id``, ``amount``, ``total``, ``cumulative``, ``request_id`` |
 | ``refund_pending`` | a refund under way: ``cumulative``, ``request_id`` (stored before the call) |
 | ``tax_note`` | why the receipt was booked untaxed, when it was |
+| ``refused`` | requests QuickBooks refused with a fault (they created nothing); part of every new requestid |
 
 :class:`ReceiptLink` is the typed record of a row; keys it does not know are kept as they are.
 """
@@ -47,9 +48,11 @@ def receipt_request_id(location_id: str, transaction_id: str, generation: int = 
     return request_id(location_id, KIND, transaction_id, "create", generation)
 
 
-def refund_request_id(location_id: str, transaction_id: str, cumulative_refunded: Decimal) -> str:
-    """A RefundReceipt's ``requestid``, from the cumulative refunded amount: one receipt per refund."""
-    return request_id(location_id, KIND, transaction_id, "refund", format(cumulative_refunded, "f"))
+def refund_request_id(location_id: str, transaction_id: str, cumulative_refunded: Decimal, generation: int = 0) -> str:
+    """A RefundReceipt's ``requestid``, from the cumulative refunded amount: one receipt per refund.
+    ``generation`` (the refused requests so far) makes the request re-planned after a refusal a new one."""
+    parts = (generation,) if generation else ()
+    return request_id(location_id, KIND, transaction_id, "refund", format(cumulative_refunded, "f"), *parts)
 
 
 def _decimal(value: Any) -> Decimal:
@@ -83,6 +86,7 @@ _KNOWN = frozenset(
         "refunds",
         "refund_pending",
         "tax_note",
+        "refused",
     }
 )
 
@@ -150,6 +154,7 @@ class ReceiptLink:
     refunds: tuple[RefundEntry, ...] = ()
     refund_pending: PendingRefund | None = None
     tax_note: str | None = None
+    refused: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys this record does not know, kept as they are
     row_id: int | None = None
 
@@ -185,6 +190,7 @@ class ReceiptLink:
             if isinstance(pending, Mapping) and pending.get("cumulative") is not None
             else None,
             tax_note=_text(data.get("tax_note")),
+            refused=int(data.get("refused") or 0),
             extra={k: v for k, v in data.items() if k not in _KNOWN},
             row_id=row.id,
         )
@@ -210,6 +216,8 @@ class ReceiptLink:
         data["total_ok"] = self.total_ok
         data["refunded"] = _amount_text(self.refunded)
         data["refunds"] = [entry.dump() for entry in self.refunds]
+        if self.refused:
+            data["refused"] = self.refused
         if self.refund_pending is not None:
             data["refund_pending"] = {
                 "cumulative": _amount_text(self.refund_pending.cumulative),

@@ -17,10 +17,12 @@ from qbconnect.db.models import Location
 from qbconnect.domain.company import CompanyFacts
 from qbconnect.domain.crm_models import CrmContactDetails, CrmOrder, CrmTransaction
 from qbconnect.domain.errors import MappingError
+from qbconnect.domain.invoice_rules import contact_name
 from qbconnect.domain.location_settings import LocationSettings, load
-from qbconnect.domain.money import amount as money
 from qbconnect.domain.money import round_money
+from qbconnect.domain.qbo_models import QboReceipt
 from qbconnect.domain.receipt_rules import (
+    KIND_LABELS,
     describe,
     fallback_line,
     order_explains,
@@ -41,10 +43,12 @@ from qbconnect.domain.sales_receipt import (
 from qbconnect.domain.sources import ReceiptKind, classify
 from qbconnect.errors import PermanentError
 from qbconnect.qbo.client import QboClient
+from qbconnect.qbo.faults import QboFault
 from qbconnect.sync.engine.context import JobContext, Result
 from qbconnect.sync.links import receipts as links
 from qbconnect.sync.links.receipts import PendingRefund, ReceiptLink, RefundEntry
 from qbconnect.sync.lookup import (
+    refused,
     resolve_customer,
     resolve_item,
     resolve_payment_method,
@@ -93,7 +97,7 @@ def sync_transaction(ctx: JobContext) -> Result:
     booked = state is not None and state.booked
     if skip is not None and (not booked or not settings.sync_sales_receipts):
         _record_skip(ctx, link, txn, kind, skip.reason, skip.final, connection.realm_id)
-        return Result(f"{label}: not booked — {skip.reason}.", crm_id=txn.id, skipped=True)
+        return _result(txn, kind, f"{label}: not booked — {skip.reason}.", None, skipped=True)
 
     run = _Run(
         ctx=ctx,
@@ -120,13 +124,35 @@ def sync_transaction(ctx: JobContext) -> Result:
     if not parts:
         refunded = format(link.refunded, "f")
         note = f"; refunds booked: {refunded}" if link.refunded > 0 else ""
-        return Result(
+        return _result(
+            txn,
+            kind,
             f"{label} is already in QuickBooks as sales receipt {link.qbo_id}{note}; nothing new to book.",
-            crm_id=txn.id,
-            qbo_id=link.qbo_id,
+            link.qbo_id,
         )
     summary = "; ".join(parts)
-    return Result(summary[0].upper() + summary[1:], crm_id=txn.id, qbo_id=link.qbo_id)
+    return _result(txn, kind, summary[0].upper() + summary[1:], link.qbo_id)
+
+
+def _result(
+    txn: CrmTransaction, kind: ReceiptKind, summary: str, qbo_id: str | None, *, skipped: bool = False
+) -> Result:
+    """The run's answer with the fields that make its sync-log row readable
+    ("Order form payment ch_123 · Kira Garcia · $150.10 → QuickBooks sales receipt 12"); the rows of one
+    order share its group key."""
+    return Result(
+        summary,
+        crm_id=txn.id,
+        qbo_id=qbo_id,
+        skipped=skipped,
+        label=f"{KIND_LABELS[kind]} payment {txn.charge_reference}",
+        customer=contact_name(txn.contact),
+        customer_email=txn.contact.email,
+        amount=round_money(txn.amount, txn.currency),
+        currency=txn.currency,
+        qbo_type="SalesReceipt",
+        group_key=f"order:{txn.order_id}" if txn.order_id else None,
+    )
 
 
 def _record_skip(
@@ -172,11 +198,19 @@ def _contact(txn: CrmTransaction, order: CrmOrder | None) -> CrmContactDetails:
     return txn.contact
 
 
-def _payment_method_id(run: _Run) -> str:
+def _mapped_payment_method(run: _Run) -> str | None:
+    """The QuickBooks payment method the current ``payment_method_map`` gives this payment, if any."""
     for key in payment_method_key_candidates(run.txn):
         mapped = run.settings.payment_method_map.get(key)
         if mapped:
             return mapped
+    return None
+
+
+def _payment_method_id(run: _Run) -> str:
+    mapped = _mapped_payment_method(run)
+    if mapped:
+        return mapped
     draft = payment_method_draft(run.txn)
     return resolve_payment_method(run.ctx, draft["Name"], draft["Type"], run.qbo)
 
@@ -236,23 +270,29 @@ def _book_receipt(run: _Run, link: ReceiptLink | None) -> ReceiptLink:
     draft, receipt_ctx = _receipt_body(run)
     body = draft.body
     link = link or ReceiptLink(crm_id=txn.id)
-    rid = link.request_id or links.receipt_request_id(ctx.location_id, txn.id)
+    # a request whose outcome is unknown is replayed under its requestid; a refused one was forgotten
+    rid = link.request_id or links.receipt_request_id(ctx.location_id, txn.id, link.refused)
     # durable before QuickBooks sees the requestid (the engine commits before each call)
     link = links.save_receipt(
         ctx.session,
         ctx.location_id,
         replace(link, request_id=rid, state=links.BOOKING, kind=run.kind.value, realm_id=run.realm_id),
     )
-    created = run.qbo.create("SalesReceipt", body, request_id=rid)
-    total = round_money(money(created.get("TotalAmt")), txn.currency)
+    try:
+        created = QboReceipt.from_api(run.qbo.create("SalesReceipt", body, request_id=rid))
+    except QboFault as exc:
+        if refused(exc):  # nothing was booked: the retry plans the receipt again under a new requestid
+            links.save_receipt(ctx.session, ctx.location_id, replace(link, request_id=None, refused=link.refused + 1))
+        raise
+    total = round_money(created.total, txn.currency)
     charged = round_money(txn.amount, txn.currency)
     link = links.save_receipt(
         ctx.session,
         ctx.location_id,
         replace(
             link,
-            qbo_id=str(created["Id"]),
-            sync_token=str(created.get("SyncToken", "")) or None,
+            qbo_id=created.id,
+            sync_token=created.sync_token,
             state=links.BOOKED,
             total=total,
             total_ok=total == charged,
@@ -284,8 +324,8 @@ def _check_total(run: _Run, link: ReceiptLink) -> ReceiptLink:
     """A receipt booked with a total that did not match: read it again; fail until someone corrects it."""
     if link.total_ok or not link.qbo_id:
         return link
-    current = run.qbo.read("SalesReceipt", link.qbo_id)
-    total = round_money(money(current.get("TotalAmt")), run.txn.currency)
+    current = QboReceipt.from_api(run.qbo.read("SalesReceipt", link.qbo_id))
+    total = round_money(current.total, run.txn.currency)
     charged = round_money(run.txn.amount, run.txn.currency)
     if total != charged:
         raise _mismatch(link.qbo_id, total, charged, run.txn)
@@ -328,7 +368,11 @@ def _book_refunds(run: _Run, link: ReceiptLink) -> list[tuple[str, Decimal]]:
 def _book_refund(run: _Run, link: ReceiptLink, cumulative: Decimal) -> tuple[ReceiptLink, tuple[str, Decimal]]:
     ctx, txn = run.ctx, run.txn
     amount = refund_needed(cumulative, link.refunded, txn.currency)
-    rid = links.refund_request_id(ctx.location_id, txn.id, cumulative)
+    pending = link.refund_pending
+    if pending is not None and pending.request_id and pending.cumulative == cumulative:
+        rid = pending.request_id  # outcome unknown: replayed under its requestid
+    else:
+        rid = links.refund_request_id(ctx.location_id, txn.id, cumulative, link.refused)
     # durable before QuickBooks sees the requestid (the engine commits before each call)
     link = links.save_receipt(
         ctx.session, ctx.location_id, replace(link, refund_pending=PendingRefund(cumulative, rid))
@@ -339,13 +383,20 @@ def _book_refund(run: _Run, link: ReceiptLink, cumulative: Decimal) -> tuple[Rec
         customer_id=link.customer_id,
         company=run.facts,
         fallback_item_id=link.item_id,
-        payment_method_id=link.payment_method_id,
+        # planned from the current settings: a payment-method mapping fixed since applies
+        payment_method_id=_mapped_payment_method(run) or link.payment_method_id,
         deposit_account_id=link.deposit_account_id or _deposit_account_id(run),
     )
     body = build_refund_receipt(txn, amount, refund_ctx)
-    created = run.qbo.create("RefundReceipt", body, request_id=rid)
-    qbo_id = str(created["Id"])
-    total = round_money(money(created.get("TotalAmt")), txn.currency)
+    try:
+        created = QboReceipt.from_api(run.qbo.create("RefundReceipt", body, request_id=rid))
+    except QboFault as exc:
+        if refused(exc):  # nothing was booked: the retry plans the refund again under a new requestid
+            forgotten = replace(link, refund_pending=None, refused=link.refused + 1)
+            links.save_receipt(ctx.session, ctx.location_id, forgotten)
+        raise
+    qbo_id = created.id
+    total = round_money(created.total, txn.currency)
     entry = RefundEntry(qbo_id=qbo_id, amount=amount, total=total, cumulative=cumulative, request_id=rid)
     link = links.save_receipt(
         ctx.session,
