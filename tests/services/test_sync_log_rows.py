@@ -166,3 +166,34 @@ def test_a_failed_review_request_still_names_the_customer_and_the_invoice(connec
     assert failed.status == "failed", failed.summary
     assert headline(failed) == "Review request · Kira Garcia · Invoice #1043"
     assert failed.customer_email == "kira.garcia@example.com"
+
+
+def test_a_failed_sales_receipt_row_still_names_the_sale(connected: Connected) -> None:  # noqa: F811
+    """A run that fails after reading the CRM payment keeps its readable fields (ctx.describe)."""
+    with connected.stack.runtime.sessions.begin() as session:
+        location = session.get(Location, connected.location_id)
+        assert location is not None
+        location.settings = {**(location.settings or {}), "payment_method_map": {"visa": "999"}}
+    contact = connected.stack.crm.create_contact(
+        connected.location_id, firstName="Kira", lastName="Garcia", email="kira@example.com"
+    )
+    connected.stack.crm.create_order(
+        connected.location_id,
+        contact_id=contact["id"],
+        source_type="funnel",
+        source_sub_type="one_step_order_form",
+        items=[{"name": "Course", "amount": "885.00"}],
+    )
+    connected.stack.crm.flush_webhooks()
+    _run(connected)
+    with connected.stack.runtime.sessions() as session:
+        failed = [a for a in session.execute(select(Activity)).scalars() if a.status == "failed"]
+    assert len(failed) == 1, [(a.kind, a.status, a.summary) for a in failed]
+    (row,) = failed
+    assert (row.customer, row.customer_email, str(row.amount), row.qbo_type) == (
+        "Kira Garcia",
+        "kira@example.com",
+        "885.00",
+        "SalesReceipt",
+    )
+    assert headline(row).startswith("Order form payment ") and " · Kira Garcia · $885.00" in headline(row)

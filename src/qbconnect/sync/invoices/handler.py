@@ -97,6 +97,7 @@ def sync_invoice(ctx: JobContext) -> Result:
     raw = _crm(ctx).get_invoice(crm_id)
     inv = CrmInvoice.from_api(raw) if raw is not None else None
     name = label(inv, crm_id)
+    ctx.describe(**_readable(name, inv))  # a run that fails from here on still reads as this invoice
     if inv is None and (link is None or not link.qbo_id):
         return skipped(f"{name} was deleted in the CRM before it was synced; there is nothing to book.", crm_id)
     if inv is not None and (link is None or (not link.qbo_id and not link.request_id and not link.state.refused)):
@@ -217,19 +218,25 @@ def _void(run: Convergence, inv: CrmInvoice | None, crm_id: str) -> Result:
 def _result(run: Convergence, inv: CrmInvoice | None, summary: str, crm_id: str | None = None) -> Result:
     """The run's answer with the fields that make its sync-log row readable
     ("Invoice #1042 · Kira Garcia · $885.00 → QuickBooks invoice 19")."""
-    contact = inv.contact if inv is not None else None
     return Result(
         summary=summary,
         crm_id=inv.id if inv is not None else crm_id,
         qbo_id=run.link.qbo_id,
-        label=run.name,
-        number=inv.number if inv is not None else None,
-        customer=contact_name(contact) if contact is not None else None,
-        customer_email=contact.email if contact is not None else None,
-        amount=inv.total if inv is not None else None,
-        currency=inv.currency if inv is not None else None,
-        qbo_type="Invoice",
+        **_readable(run.name, inv),
     )
+
+
+def _readable(name: str, inv: CrmInvoice | None) -> dict[str, Any]:
+    contact = inv.contact if inv is not None else None
+    return {
+        "label": name,
+        "number": inv.number if inv is not None else None,
+        "customer": contact_name(contact) if contact is not None else None,
+        "customer_email": contact.email if contact is not None else None,
+        "amount": inv.total if inv is not None else None,
+        "currency": inv.currency if inv is not None else None,
+        "qbo_type": "Invoice",
+    }
 
 
 def _summary(run: Convergence, total: Any, due: Any) -> str:

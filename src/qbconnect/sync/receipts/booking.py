@@ -92,6 +92,7 @@ def sync_transaction(ctx: JobContext) -> Result:
     link = links.find_receipt(ctx.session, ctx.location_id, txn.id)
     state = links.ReceiptState.of(link)
     label = describe(txn, kind)
+    ctx.describe(**_readable(txn, kind))  # a run that fails from here on still reads as this payment
 
     skip = skip_for(txn, kind, settings)
     booked = state is not None and state.booked
@@ -140,19 +141,19 @@ def _result(
     """The run's answer with the fields that make its sync-log row readable
     ("Order form payment ch_123 · Kira Garcia · $150.10 → QuickBooks sales receipt 12"); the rows of one
     order share its group key."""
-    return Result(
-        summary,
-        crm_id=txn.id,
-        qbo_id=qbo_id,
-        skipped=skipped,
-        label=f"{KIND_LABELS[kind]} payment {txn.charge_reference}",
-        customer=contact_name(txn.contact),
-        customer_email=txn.contact.email,
-        amount=round_money(txn.amount, txn.currency),
-        currency=txn.currency,
-        qbo_type="SalesReceipt",
-        group_key=f"order:{txn.order_id}" if txn.order_id else None,
-    )
+    return Result(summary, crm_id=txn.id, qbo_id=qbo_id, skipped=skipped, **_readable(txn, kind))
+
+
+def _readable(txn: CrmTransaction, kind: ReceiptKind) -> dict[str, Any]:
+    return {
+        "label": f"{KIND_LABELS[kind]} payment {txn.charge_reference}",
+        "customer": contact_name(txn.contact),
+        "customer_email": txn.contact.email,
+        "amount": round_money(txn.amount, txn.currency),
+        "currency": txn.currency,
+        "qbo_type": "SalesReceipt",
+        "group_key": f"order:{txn.order_id}" if txn.order_id else None,
+    }
 
 
 def _record_skip(
