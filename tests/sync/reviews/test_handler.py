@@ -110,3 +110,19 @@ def test_without_a_review_link_nothing_is_read_or_sent(connected: Connected) -> 
     assert run.state == "skipped" and run.activity is not None and run.activity.status == "skipped"
     assert "Review request not sent" in (run.activity.summary or "")
     assert messages(c) == [] and len(c.stack.qbo.request_log) == seen
+
+
+def test_the_contact_a_review_request_meets_is_linked_for_every_later_path(connected: Connected) -> None:
+    """One customer identity: the customer was never imported (run_job skips the import and the webhook), so
+    the review request finds or creates the contact by email, and writes the link every other path reads."""
+    from qbconnect.sync.links.customers import linked_contact_id
+
+    c = connected
+    set_settings(c.stack.runtime, c.location_id, review_link=LINK)
+    ann = customer(c, email="ann.review@example.com")
+    with c.stack.runtime.sessions() as session:
+        assert linked_contact_id(session, c.location_id, ann) is None
+    run = sync(c, pay(c, ann, invoice(c, ann, "75.00", "2025-03-01"), "75.00"))
+    assert run.state == "done" and run.activity is not None
+    with c.stack.runtime.sessions() as session:
+        assert linked_contact_id(session, c.location_id, ann) == run.activity.crm_id

@@ -354,6 +354,17 @@ def save_customer(
     return CustomerLink.of(row)
 
 
+def link_contact(
+    session: Session, location_id: str, contact_id: str, qbo_id: str, *, realm_id: str, email: str | None
+) -> bool:
+    """Link ``contact_id`` to QuickBooks customer ``qbo_id`` when the contact has no link yet (a path that
+    found the contact by email or created it). An existing link is left alone. True when written."""
+    if _row_for_contact(session, location_id, contact_id) is not None:
+        return False
+    save_customer(session, location_id, contact_id, qbo_id, realm_id=realm_id, email=email)
+    return True
+
+
 def claim_customer(
     session: Session, location_id: str, key: str, *, realm_id: str, email: str | None, request_id: str
 ) -> CustomerLink:

@@ -31,6 +31,7 @@ from qbconnect.sync.engine import changes
 from qbconnect.sync.engine.context import JobContext, Result
 from qbconnect.sync.engine.registry import register
 from qbconnect.sync.engine.routing import QBO_PAYMENT
+from qbconnect.sync.links.customers import link_contact
 from qbconnect.sync.reviews import store as review_store
 from qbconnect.sync.reviews.contact import ReviewContact, dnd_reason, linked_contact_id, resolve_contact
 
@@ -229,6 +230,10 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
     crm = ctx.crm()
     contact = resolve_contact(crm, customer, linked_id)
     email = str(contact.contact.get("email") or "").strip().lower()
+    if contact.found_by != "link":
+        # One customer identity: the contact this path met is linked for every later path (invoices,
+        # receipts, the next review request) unless the contact already stands for another customer.
+        link_contact(session, ctx.location_id, contact.id, customer_id, realm_id=realm_id, email=email or None)
     known.setdefault("customer_email", email or None)
     ctx.describe(**_readable(known))
     channel = settings.review_request_channel
