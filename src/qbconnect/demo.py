@@ -1,10 +1,11 @@
 """``qbconnect demo``: the whole product on one machine, with no accounts.
 
 Starts the QuickBooks and HighLevel emulators, the service with its in-process worker (SQLite + SqliteHuey),
-installs the app in a demo CRM location and connects it to a demo QuickBooks company through the real OAuth
-flows, then plays live traffic: invoices sent, edited, paid and voided; order-form, calendar, membership
-and subscription payments (renewals too) and refunds; QuickBooks customers and payments that trigger review
-requests. The settings page shows it all as it happens.
+has an agency install the app in two CRM locations at once (a bulk install) and connects each to its own
+demo QuickBooks company through the real OAuth flows, then plays live traffic on both: invoices sent,
+edited, paid and voided; order-form, calendar, membership and subscription payments (renewals too) and
+refunds; QuickBooks customers and payments that trigger review requests. The settings page shows it all as
+it happens, also framed as the CRM shows it.
 """
 
 from __future__ import annotations
@@ -231,10 +232,13 @@ class DemoInfo:
     """What the demo prints in its block: where to go and how to get in."""
 
     settings_url: str
+    crm_page_url: str  # the same page as the CRM shows it: framed, signed in by the CRM user's context
+    other_locations: list[tuple[str, str]]  # (name, settings URL) of the agency's other locations
     service_url: str
     admin_token: str
     location_id: str
     realm_id: str
+    locations: list[tuple[str, str]]  # (location id, realm id) of every demo location
     qbo_url: str
     crm_url: str
     data_dir: Path
@@ -250,6 +254,8 @@ def print_block(console: Console, info: DemoInfo) -> None:
     """The block that stays on screen: no borders, one value per line, so URLs and the token copy whole."""
     rows = [
         ("Settings page", info.settings_url),
+        *[(f"Also: {name}", url) for name, url in info.other_locations],
+        ("In the CRM", f"{info.crm_page_url} (the page framed by the CRM, signed in without a token)"),
         ("Admin token", info.admin_token),
         ("Log in at", f"{info.service_url}/login (paste the admin token)"),
         ("Health", f"{info.service_url}/healthz"),
@@ -262,8 +268,9 @@ def print_block(console: Console, info: DemoInfo) -> None:
         ("Log", f"{info.log_file} (requests, worker and demo traffic; kept after the demo stops)"),
     ]
     console.rule("[bold green]qbconnect demo is running[/bold green]")
+    width = max(len(name) for name, _ in rows) + 2
     for name, value in rows:
-        console.print(f"  [bold]{name + ':':<15}[/bold]{value}", soft_wrap=True, highlight=False)
+        console.print(f"  [bold]{name + ':':<{width}}[/bold]{value}", soft_wrap=True, highlight=False)
     console.rule("Ctrl-C to stop")
 
 
@@ -374,26 +381,44 @@ def _start(port: int, data_dir: Path) -> Stack:
     )
 
 
+DEMO_LOCATIONS = (
+    ("Greenleaf Gardening", "Greenleaf Gardening LLC"),
+    ("Greenleaf Landscaping", "Greenleaf Landscaping LLC"),
+)
+
+
 def _connect_demo_location(stack: Stack, data_dir: Path, log_file: Path) -> DemoInfo:
-    location_id = stack.install_crm_location(name="Greenleaf Gardening")
-    realm_id = stack.connect_quickbooks(location_id, name="Greenleaf Gardening LLC", country="US")
-    stack.qbo.seed_customers(realm_id, 25)
-    with stack.runtime.sessions.begin() as session:
-        location = session.get(Location, location_id)
-        if location is not None:
-            location.settings = {
-                **(location.settings or {}),
-                "review_link": "https://g.page/r/greenleaf-demo/review",
-                "transaction_poll_minutes": 1,
-            }
+    """An agency (Greenleaf Group) installs the app in two locations at once; each connects its own
+    QuickBooks company. The first is the one the block points at; traffic plays on both."""
+    location_ids = stack.install_agency([name for name, _ in DEMO_LOCATIONS], company_id="greenleaf-group")
+    realms = []
+    for location_id, (_, company) in zip(location_ids, DEMO_LOCATIONS, strict=True):
+        realm_id = stack.connect_quickbooks(location_id, name=company, country="US")
+        stack.qbo.seed_customers(realm_id, 25)
+        realms.append(realm_id)
+        with stack.runtime.sessions.begin() as session:
+            location = session.get(Location, location_id)
+            if location is not None:
+                location.settings = {
+                    **(location.settings or {}),
+                    "review_link": "https://g.page/r/greenleaf-demo/review",
+                    "transaction_poll_minutes": 1,
+                }
     stack.crm.start_webhook_delivery(0.2)
     stack.qbo.start_webhook_delivery(0.5)
+    settings_url = f"{stack.service_url}/settings/integrations?location_id={{}}"
     return DemoInfo(
-        settings_url=f"{stack.service_url}/settings/integrations?location_id={location_id}",
+        settings_url=settings_url.format(location_ids[0]),
+        crm_page_url=f"{stack.crm_url}/ui/locations/{location_ids[0]}/integrations",
+        other_locations=[
+            (name, settings_url.format(location_id))
+            for location_id, (name, _) in zip(location_ids[1:], DEMO_LOCATIONS[1:], strict=True)
+        ],
         service_url=stack.service_url,
         admin_token=stack.settings.secret("admin_token"),
-        location_id=location_id,
-        realm_id=realm_id,
+        location_id=location_ids[0],
+        realm_id=realms[0],
+        locations=list(zip(location_ids, realms, strict=True)),
         qbo_url=stack.qbo_url,
         crm_url=stack.crm_url,
         data_dir=data_dir,
@@ -404,13 +429,13 @@ def _connect_demo_location(stack: Stack, data_dir: Path, log_file: Path) -> Demo
 def _play(stack: Stack, info: DemoInfo, stop: threading.Event, interval: float, console: Console) -> None:
     """Demo traffic until stopped: each action goes to the log; one status line under the block counts them
     (on a terminal only, so the block is never pushed away)."""
-    traffic = DemoTraffic(stack, info.location_id, info.realm_id)
+    players = [DemoTraffic(stack, location_id, realm_id) for location_id, realm_id in info.locations]
     played = 0
     spinner = Spinner("dots", text="Playing demo traffic …")
     # No stdout/stderr redirection: the log lines keep going to the file, never above the status line.
     with Live(spinner, console=console, transient=True, redirect_stdout=False, redirect_stderr=False):
         while not stop.wait(interval):
-            outcome = traffic.step()
+            outcome = players[played % len(players)].step()
             played += 1
             log.info("demo.action", outcome=outcome, played=played)
             spinner.update(text=f"Demo traffic: {played} actions played · last: {outcome}")

@@ -83,6 +83,16 @@ def test_demo_serves_health_and_syncs_its_traffic(tmp_path: Path) -> None:
             time.sleep(1)
         page = httpx.get(f"{base}/settings/integrations?location_id={location[1]}", headers=headers, timeout=10)
         assert page.status_code == 200 and "Greenleaf Gardening LLC" in page.text
+        # An agency installed the app in two locations at once; each has its own QuickBooks company.
+        also = re.search(r"Also: Greenleaf Landscaping:\s+\S+location_id=(\w+)", out.read_text())
+        assert also is not None and also[1] != location[1]
+        second = httpx.get(f"{base}/api/locations/{also[1]}", headers=headers, timeout=5).json()
+        assert second["quickbooks"]["status"] == "connected"
+        assert second["quickbooks"]["realm_id"] != state["quickbooks"]["realm_id"]
+        crm_page = re.search(r"In the CRM:\s+(\S+)", out.read_text())
+        assert crm_page is not None and f"/ui/locations/{location[1]}/integrations" in crm_page[1]
+        framed = httpx.get(crm_page[1], timeout=5)
+        assert framed.status_code == 200 and f"{base}/sso/crm" in framed.text
 
         # The traffic went to the log file, not to the terminal: the block is the last thing on screen.
         logged = log_file.read_text()

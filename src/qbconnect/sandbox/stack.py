@@ -77,6 +77,18 @@ class Stack:
                 location.name = name
         return location_id
 
+    def install_agency(self, names: list[str], *, company_id: str = "agency-demo", country: str = "US") -> list[str]:
+        """An agency installs the app in several of its locations at once (a bulk install): one Company
+        grant through HighLevel's OAuth, a location token minted for each. Returns the location ids."""
+        location_ids = [self.crm.add_location(name=name, country=country, company_id=company_id) for name in names]
+        self.crm.next_bulk_install = list(location_ids)
+        url = flows.crm_install_url(self.runtime)
+        callback = _redirect_target(self.runtime.http.get(url, follow_redirects=False), "CRM install")
+        landed = _redirect_target(self.runtime.http.get(callback, follow_redirects=False), "our CRM callback")
+        if "/settings/integrations" not in landed:
+            raise OAuthFlowError(f"the CRM callback sent us to {landed}")
+        return location_ids
+
     def connect_quickbooks(self, location_id: str, *, realm_id: str | None = None, **company: Any) -> str:
         """Connect a location to a new (or given) sandbox company through the service's "QB Connect" flow.
 
