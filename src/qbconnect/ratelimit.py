@@ -183,8 +183,7 @@ class Gate:
         else:
             self._store = _MemoryGateStore()
 
-    @contextmanager
-    def slot(
+    def take(
         self,
         budget: Budget,
         key: str,
@@ -193,8 +192,8 @@ class Gate:
         timeout: float = 120.0,
         lease: float = QBO_SLOT_LEASE_SECONDS,
         poll: float = 0.01,
-    ) -> Iterator[None]:
-        """Hold one of ``limit`` slots of ``key`` for the block; TimeoutError when none frees in time."""
+    ) -> str:
+        """Take one of ``limit`` slots of ``key`` (its token); TimeoutError when none frees in time."""
         name = f"{budget.name}:{key}"
         deadline = time.monotonic() + timeout
         wait = poll
@@ -203,10 +202,19 @@ class Gate:
                 raise TimeoutError(f"all {limit} request slots of {name} stayed busy for {timeout:.0f}s")
             time.sleep(wait)
             wait = min(wait * 2, 0.1)
+        return token
+
+    def give_back(self, budget: Budget, key: str, token: str) -> None:
+        self._store.give_back(f"{budget.name}:{key}", token)
+
+    @contextmanager
+    def slot(self, budget: Budget, key: str, limit: int, *, timeout: float = 120.0) -> Iterator[None]:
+        """Hold one of ``limit`` slots of ``key`` for the block."""
+        token = self.take(budget, key, limit, timeout=timeout)
         try:
             yield
         finally:
-            self._store.give_back(name, token)
+            self.give_back(budget, key, token)
 
     def pause(self, budget: Budget, key: str, seconds: float) -> None:
         """Nobody sends to ``key`` for ``seconds`` (a longer pause already set stays)."""
