@@ -88,6 +88,7 @@ class QboClient:
         concurrency: int = QBO_CONCURRENCY,
         on_request: Callable[[str], None] | None = None,
         read_guard: Callable[[str], None] | None = None,
+        pacing_timeout: float = 120.0,
     ) -> None:
         self.realm_id = realm_id
         self._company_url = f"{api_base.rstrip('/')}/v3/company/{quote(realm_id, safe='')}"
@@ -104,6 +105,7 @@ class QboClient:
         self._concurrency = concurrency
         self._on_request = on_request
         self._read_guard = read_guard
+        self._pacing_timeout = pacing_timeout
         self.calls = 0
 
     def close(self) -> None:
@@ -414,26 +416,30 @@ class QboClient:
     @contextmanager
     def _slot(self) -> Iterator[None]:
         """One of the company's request slots for as long as the request is in flight."""
-        if self._gate is None:
+        gate = self._gate
+        if gate is None:
             yield
             return
-        token = self._pacing(self._gate.take, QBO_BUDGET, self.realm_id, self._concurrency)
+        token = self._pacing(
+            lambda: gate.take(QBO_BUDGET, self.realm_id, self._concurrency, timeout=self._pacing_timeout)
+        )
         try:
             yield
         finally:
-            self._gate.give_back(QBO_BUDGET, self.realm_id, token)
+            gate.give_back(QBO_BUDGET, self.realm_id, token)
 
     def _draw_budget(self, path: str) -> None:
         if self._limiter is None:
             return
-        self._pacing(self._limiter.acquire, QBO_BUDGET, self.realm_id)
+        limiter, timeout = self._limiter, self._pacing_timeout
+        self._pacing(lambda: limiter.acquire(QBO_BUDGET, self.realm_id, timeout=timeout))
         if path == "batch":
-            self._pacing(self._limiter.acquire, QBO_BATCH_BUDGET, self.realm_id)
+            self._pacing(lambda: limiter.acquire(QBO_BATCH_BUDGET, self.realm_id, timeout=timeout))
 
     @staticmethod
-    def _pacing(take: Callable[..., _T], *args: Any) -> _T:
+    def _pacing(take: Callable[[], _T]) -> _T:
         try:
-            return take(*args)
+            return take()
         except TimeoutError as exc:
             raise TransientError(
                 "QuickBooks' request budget for this company stayed full; it will be retried later",
