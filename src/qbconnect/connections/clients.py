@@ -18,6 +18,7 @@ from qbconnect.connections import read_budget
 from qbconnect.connections.tokens import DbCrmTokenSource, DbQboTokenSource
 from qbconnect.crm.client import CrmClient
 from qbconnect.qbo.client import METERED_READS, QboClient
+from qbconnect.qbo.tokens import StaticTokenSource
 from qbconnect.ratelimit import Gate
 from qbconnect.runtime import Runtime
 
@@ -56,6 +57,15 @@ def qbo_client(
     before_call: Callable[[], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> QboClient:
+    return _qbo(runtime, realm_id, _tokens(DbQboTokenSource(runtime, location_id), before_call), sleep)
+
+
+def connecting_qbo_client(runtime: Runtime, realm_id: str, access_token: str) -> QboClient:
+    """The client of the OAuth callback, on the token just received (nothing is stored yet)."""
+    return _qbo(runtime, realm_id, StaticTokenSource(access_token), time.sleep)
+
+
+def _qbo(runtime: Runtime, realm_id: str, tokens: _Tokens, sleep: Callable[[float], None]) -> QboClient:
     def on_request(kind: str) -> None:
         if kind in METERED_READS:
             read_budget.count_read(runtime, realm_id, kind)
@@ -65,7 +75,7 @@ def qbo_client(
     return QboClient(
         realm_id=realm_id,
         api_base=runtime.settings.qbo_api_base_url,
-        tokens=_tokens(DbQboTokenSource(runtime, location_id), before_call),
+        tokens=tokens,
         http=runtime.http,
         limiter=runtime.limiter,
         sleep=sleep,
