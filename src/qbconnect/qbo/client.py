@@ -352,11 +352,10 @@ class QboClient:
                 refreshed = True
                 token = self._tokens.force_refresh(token)
                 continue
-            if isinstance(fault, Throttled):
-                self._pacing_fault(bound, response, retries)
+            pause = self._pacing_fault(bound, response, retries) if isinstance(fault, Throttled) else None
             if fault.category is ErrorCategory.TRANSIENT and retries < self._max_retries:
-                wait = self._wait_for(fault, response, retries)
-                waited = isinstance(fault, Throttled)
+                wait = pause if pause is not None else self._wait_for(response, retries)
+                waited = pause is not None
                 bound.warning(
                     "qbo.retry",
                     reason=type(fault).__name__,
@@ -373,11 +372,8 @@ class QboClient:
             _log_fault(bound, fault)
             raise fault
 
-    def _wait_for(self, fault: QboFault, response: httpx.Response, retries: int) -> float:
-        if isinstance(fault, Throttled):
-            wait = self._throttle_pause(response, retries)
-        else:
-            wait = self._backoff(self._retry_wait, retries)
+    def _wait_for(self, response: httpx.Response, retries: int) -> float:
+        wait = self._backoff(self._retry_wait, retries)
         retry_after = _retry_after(response)
         if retry_after is not None:
             wait = max(wait, retry_after)
@@ -391,8 +387,9 @@ class QboClient:
             wait = max(wait, retry_after)
         return wait
 
-    def _pacing_fault(self, bound: Any, response: httpx.Response, retries: int) -> None:
-        """A 429 means our pacing let too much through: the whole company backs off, and it is logged."""
+    def _pacing_fault(self, bound: Any, response: httpx.Response, retries: int) -> float:
+        """A 429 means our pacing let too much through: the whole company backs off (the pause, returned),
+        and it is logged."""
         pause = self._throttle_pause(response, retries)
         if self._gate is not None:
             self._gate.pause(QBO_BUDGET, self.realm_id, pause)
@@ -405,6 +402,7 @@ class QboClient:
             pause=round(pause, 3),
             intuit_tid=response.headers.get("intuit_tid"),
         )
+        return pause
 
     def _wait_out_pause(self) -> None:
         if self._gate is None:
