@@ -154,7 +154,7 @@ def status(
     runtime = _installation()
     _known_location(runtime, location_id)
     with runtime.sessions() as session:
-        overviews = location_overviews(session, location_id)
+        overviews = location_overviews(session, location_id, runtime.settings)
         healths = {view.location_id: health(session, view.location_id) for view in overviews}
     out = Console()
     if not overviews:

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     retention_interval_seconds: float = Field(default=3600.0, gt=0)
     login_max_failures: int = Field(default=10, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
+    # Metered QuickBooks reads (GET, query, CDC) the whole app may make per calendar month (UTC). Default:
+    # the free Builder tier of Intuit's App Partner Program (500,000 CorePlus calls a month, then blocked).
+    # From 80 % on the safety sweeps slow down; at the budget non-essential reads stop; writes never do.
+    qbo_read_budget_monthly: int = Field(default=500_000, ge=1)
 
     @cached_property
     def resolved_queue_url(self) -> str:

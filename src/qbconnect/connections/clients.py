@@ -2,6 +2,10 @@
 
 ``before_call`` runs before every request asks for its access token, i.e. before every platform call:
 the job engine passes the hook that ends the job's database transaction (sync/engine/clients.py).
+
+QuickBooks clients also share the company's request slots and pauses (``RateLimiter.gate``), count every
+metered read in the read budget (one upsert in a transaction of its own, after ``before_call`` has ended
+the job's) and refuse reads marked non-essential once the monthly budget is spent (read_budget.py).
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from qbconnect.connections import read_budget
 from qbconnect.connections.tokens import DbCrmTokenSource, DbQboTokenSource
 from qbconnect.crm.client import CrmClient
-from qbconnect.qbo.client import QboClient
+from qbconnect.qbo.client import METERED_READS, QboClient
+from qbconnect.qbo.tokens import StaticTokenSource
+from qbconnect.ratelimit import Gate
 from qbconnect.runtime import Runtime
 
 
@@ -50,13 +57,31 @@ def qbo_client(
     before_call: Callable[[], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> QboClient:
+    return _qbo(runtime, realm_id, _tokens(DbQboTokenSource(runtime, location_id), before_call), sleep)
+
+
+def connecting_qbo_client(runtime: Runtime, realm_id: str, access_token: str) -> QboClient:
+    """The client of the OAuth callback, on the token just received (nothing is stored yet)."""
+    return _qbo(runtime, realm_id, StaticTokenSource(access_token), time.sleep)
+
+
+def _qbo(runtime: Runtime, realm_id: str, tokens: _Tokens, sleep: Callable[[float], None]) -> QboClient:
+    def on_request(kind: str) -> None:
+        if kind in METERED_READS:
+            read_budget.count_read(runtime, realm_id, kind)
+
+    # A stand-in limiter without a gate (tests, benchmarks that lift the limits) means no slots either.
+    gate: Gate | None = getattr(runtime.limiter, "gate", None)
     return QboClient(
         realm_id=realm_id,
         api_base=runtime.settings.qbo_api_base_url,
-        tokens=_tokens(DbQboTokenSource(runtime, location_id), before_call),
+        tokens=tokens,
         http=runtime.http,
         limiter=runtime.limiter,
         sleep=sleep,
+        gate=gate,
+        on_request=on_request,
+        read_guard=read_budget.refuse_when_exhausted(runtime),
     )
 
 

@@ -277,3 +277,19 @@ class OAuthState(Base):
     location_id: Mapped[str] = mapped_column(String(64))
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class QboReadCount(Base):
+    """Metered QuickBooks reads (GET, query, CDC) per calendar month (UTC), company and kind.
+
+    One row per (month, realm, kind), incremented by one upsert per read (connections/read_budget.py); the
+    app's monthly total is the month's sum. Writes and OAuth calls are not metered by Intuit, not counted.
+    """
+
+    __tablename__ = "qbo_read_counts"
+
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # "2026-12"
+    realm_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # read|query|cdc
+    reads: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -3,10 +3,13 @@
 Most answers come from what connecting stored (``qbo_connections.preferences``, country, home currency) and
 from the location's settings; QuickBooks is asked only for what is not stored (whether an Undeposited Funds
 account exists), and that answer is kept for an hour in ``Location.state`` (QuickBooks reads are metered).
+That read is non-essential: near the monthly read budget the answer is kept longer (the sweep slowdown of
+``connections/read_budget.py``), and once the budget is spent QuickBooks is not asked at all.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,10 +18,18 @@ from sqlalchemy import select
 
 from qbconnect.clock import as_utc, utcnow
 from qbconnect.connections.clients import qbo_client
+from qbconnect.connections.read_budget import (
+    BudgetState,
+    exhausted_message,
+    read_budget_state,
+    read_counts,
+    sweep_interval_multiplier,
+)
 from qbconnect.connections.state import connection_of
 from qbconnect.db.models import Activity, Location
 from qbconnect.domain import location_settings
 from qbconnect.errors import SyncError
+from qbconnect.qbo.client import ReadBudgetExhausted
 from qbconnect.runtime import Runtime
 
 CACHE_FOR = timedelta(hours=1)
@@ -73,13 +84,14 @@ def run_checks(runtime: Runtime, location_id: str, *, now: datetime | None = Non
         if isinstance(crm_currency, str) and crm_currency:
             currencies.add(crm_currency.upper())
         cached = dict((location.state or {}).get(CACHE_KEY) or {})
+        budget = read_budget_state(session, runtime.settings, now=now)
     is_us = country in ("US", "USA")
     checks = [
         _custom_numbers(prefs),
         *([_automated_sales_tax(prefs)] if is_us else []),
         _currency(prefs, home, currencies),
         _closing_date(prefs),
-        _undeposited(runtime, location_id, realm_id, settings.deposit_account_id, cached, now),
+        _undeposited(runtime, location_id, realm_id, settings.deposit_account_id, cached, now, budget),
         *([] if is_us else [_tax_codes(settings.tax_code_map)]),
     ]
     return checks
@@ -173,6 +185,7 @@ def _undeposited(
     deposit_account_id: str | None,
     cached: dict[str, Any],
     now: datetime,
+    budget: BudgetState = BudgetState.NORMAL,
 ) -> Check:
     if deposit_account_id:
         return Check(
@@ -181,11 +194,17 @@ def _undeposited(
             "Payments go to the deposit account you chose",
             f"Payments and sales receipts are deposited to QuickBooks account {deposit_account_id}.",
         )
-    present = _cached_undeposited(cached, realm_id, now)
+    slowdown = sweep_interval_multiplier(budget)
+    present = _cached_undeposited(cached, realm_id, now, None if math.isinf(slowdown) else CACHE_FOR * slowdown)
+    if present is None and budget is BudgetState.EXHAUSTED:
+        with runtime.sessions() as session:
+            return _not_checked(exhausted_message(read_counts(session, runtime.settings, now=now), now=now))
     if present is None:
         try:
             with qbo_client(runtime, location_id, realm_id) as client:
-                present = bool(client.query(UNDEPOSITED_QUERY))
+                present = bool(client.query(UNDEPOSITED_QUERY, essential=False))
+        except ReadBudgetExhausted as exc:
+            return _not_checked(exc.message)
         except SyncError as exc:
             return Check(
                 "undeposited_funds",
@@ -216,14 +235,27 @@ def _undeposited(
     )
 
 
-def _cached_undeposited(cached: dict[str, Any], realm_id: str, now: datetime) -> bool | None:
+def _not_checked(message: str) -> Check:
+    return Check(
+        "undeposited_funds",
+        "warning",
+        "Undeposited Funds not checked: QuickBooks read budget used up",
+        message,
+        "Choose a Deposit account in the settings below, or open the checks again next month.",
+    )
+
+
+def _cached_undeposited(
+    cached: dict[str, Any], realm_id: str, now: datetime, max_age: timedelta | None = CACHE_FOR
+) -> bool | None:
+    """The stored answer while younger than ``max_age`` (None: any age, when reads are spent)."""
     if cached.get("realm_id") != realm_id or "undeposited" not in cached:
         return None
     try:
         at = as_utc(datetime.fromisoformat(str(cached["at"])))
     except (KeyError, ValueError):
         return None
-    if at is None or now - at > CACHE_FOR:
+    if at is None or (max_age is not None and now - at > max_age):
         return None
     return bool(cached["undeposited"])
 

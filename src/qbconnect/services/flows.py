@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
 from qbconnect.connections import service
+from qbconnect.connections.clients import connecting_qbo_client
 from qbconnect.connections.oauth_state import (
     consume_install_state,
     consume_state,
@@ -28,8 +29,6 @@ from qbconnect.db.models import Location
 from qbconnect.domain.location_settings import load as load_settings
 from qbconnect.errors import AuthError, PermanentError, SyncError
 from qbconnect.qbo import oauth as qbo_oauth
-from qbconnect.qbo.client import QboClient
-from qbconnect.qbo.tokens import StaticTokenSource
 from qbconnect.runtime import Runtime
 from qbconnect.sync.engine import jobs, routing
 
@@ -178,13 +177,7 @@ def finish_qbo_connect(runtime: Runtime, *, code: str, state: str, realm_id: str
         redirect_uri=qbo_redirect_uri(runtime),
         now=utcnow(),
     )
-    client = QboClient(
-        realm_id=realm_id,
-        api_base=settings.qbo_api_base_url,
-        tokens=StaticTokenSource(tokens.access_token),
-        http=runtime.http,
-        limiter=runtime.limiter,
-    )
+    client = connecting_qbo_client(runtime, realm_id, tokens.access_token)
     company_info = client.company_info()
     preferences = client.preferences()
     with runtime.sessions.begin() as session:

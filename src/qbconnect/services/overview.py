@@ -10,6 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
+from qbconnect.config import Settings
+from qbconnect.connections.read_budget import read_counts
 from qbconnect.connections.state import connection_of, is_syncing
 from qbconnect.db.models import Activity, Location, QboConnection
 from qbconnect.services.activity_log import health as log_health
@@ -86,8 +88,8 @@ def _grouped(session: Session, column: Any, location_id: str, model: Any) -> dic
     return {str(key): int(n) for key, n in rows.all()}
 
 
-def location_json(session: Session, location: Location) -> dict[str, Any]:
-    """The JSON of ``GET /api/locations/{id}``."""
+def location_json(session: Session, location: Location, settings: Settings | None = None) -> dict[str, Any]:
+    """The JSON of ``GET /api/locations/{id}`` (with ``settings``: this month's QuickBooks reads, too)."""
     connection = connection_of(session, location.id)
     health = token_health(connection)
     active = connection is not None and connection.active_realm_id is not None
@@ -121,7 +123,14 @@ def location_json(session: Session, location: Location) -> dict[str, Any]:
             "links": links.counts_by_kind(session, location.id),
         },
         "customer_import": customer_import_progress(location),
+        **({"qbo_reads": qbo_reads_json(session, settings, connection)} if settings is not None else {}),
     }
+
+
+def qbo_reads_json(session: Session, settings: Settings, connection: QboConnection | None) -> dict[str, Any]:
+    """This month's metered QuickBooks reads: the location's company (None when never connected), the
+    whole app, the budget and its state (normal|tight|exhausted)."""
+    return read_counts(session, settings, connection.realm_id if connection is not None else None).as_json()
 
 
 def customer_import_progress(location: Location) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
+from qbconnect.config import Settings
+from qbconnect.connections.read_budget import ReadCounts, read_counts
 from qbconnect.connections.state import active_connection
 from qbconnect.db.models import Location
 from qbconnect.sync.engine import jobs
@@ -27,6 +29,7 @@ class LocationOverview:
     refresh_days_left: int | None
     jobs: dict[str, int] = field(default_factory=dict)
     customer_import: dict[str, Any] = field(default_factory=dict)
+    qbo_reads: ReadCounts | None = None  # this month's metered QuickBooks reads (company and whole app)
 
     def rows(self) -> list[tuple[str, str]]:
         rows = [
@@ -37,6 +40,8 @@ class LocationOverview:
             ("refresh token", f"{self.refresh_days_left} days left" if self.refresh_days_left is not None else "-"),
             ("jobs", ", ".join(f"{k}: {v}" for k, v in sorted(self.jobs.items())) or "none"),
         ]
+        if self.qbo_reads is not None:
+            rows.append(("QuickBooks reads", self.qbo_reads.line()))
         imp = self.customer_import
         if imp:
             done, total = imp.get("done", 0), imp.get("total")
@@ -57,7 +62,10 @@ def _bar(done: int, total: int | None, width: int = 30) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
-def location_overviews(session: Session, location_id: str | None = None) -> list[LocationOverview]:
+def location_overviews(
+    session: Session, location_id: str | None = None, settings: Settings | None = None
+) -> list[LocationOverview]:
+    """One overview per location; with ``settings``, this month's QuickBooks reads against the budget too."""
     stmt = select(Location).order_by(Location.installed_at)
     if location_id:
         stmt = stmt.where(Location.id == location_id)
@@ -81,6 +89,7 @@ def location_overviews(session: Session, location_id: str | None = None) -> list
                 refresh_days_left=days_left,
                 jobs=jobs.counts_by_state(session, location.id),
                 customer_import=dict(location.state.get("customer_import", {})),
+                qbo_reads=read_counts(session, settings, conn.realm_id if conn else None) if settings else None,
             )
         )
     return views

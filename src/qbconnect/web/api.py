@@ -60,7 +60,7 @@ def get_location(request: Request, location_id: LocationIdPath) -> JSONResponse:
         location = _location(session, location_id)
         if location is None:
             return _unknown(location_id)
-        return JSONResponse(location_json(session, location))
+        return JSONResponse(location_json(session, location, _runtime(request).settings))
 
 
 @router.get("/locations/{location_id}/settings")

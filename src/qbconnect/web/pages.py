@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from qbconnect.clock import as_utc
+from qbconnect.connections.read_budget import read_counts
 from qbconnect.connections.state import connection_of, is_syncing
 from qbconnect.db.models import Activity, ActivityAttempt, Location, QboConnection
 from qbconnect.domain import location_settings
@@ -364,6 +365,7 @@ def render_page(
             "preview_error": preview_error,
             "receipt_kinds": [(kind.value, words) for kind, words in RECEIPT_KIND_WORDS.items()],
             "import_progress": customer_import_progress(location),
+            "qbo_reads": read_counts(session, runtime.settings, connection.realm_id) if connection else None,
             "log": history(request, session, location.id, LogQuery.from_params(request.query_params)),
             **status_context(request, session, location.id),
             "checks": checks,

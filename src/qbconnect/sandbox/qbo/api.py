@@ -55,8 +55,11 @@ def fault_response(request: Request, fault: QboFault) -> Response:
     return render(request, fault.body(), fault.status, headers=fault.extra_headers or None)
 
 
-def throttle_response() -> Response:
-    return Response(faults.throttle_xml(), status_code=429, media_type="application/xml")
+def throttle_response(sandbox: QboSandbox | None = None) -> Response:
+    headers = None
+    if sandbox is not None and sandbox.retry_after is not None:
+        headers = {"Retry-After": str(sandbox.retry_after)}
+    return Response(faults.throttle_xml(), status_code=429, media_type="application/xml", headers=headers)
 
 
 def _note(request: Request, realm_id: str, entity: str | None, operation: str) -> None:
@@ -86,8 +89,27 @@ def _call(
         sandbox.authenticate(realm_id, request.headers.get("authorization"))
     except QboFault as fault:
         return fault_response(request, fault)
-    if sandbox.throttled(realm_id):
-        return throttle_response()
+    if sandbox.admit(realm_id, batch=operation == "batch") is not None:
+        return throttle_response(sandbox)
+    try:
+        serve = sandbox.serve_time()
+        if serve > 0:
+            time.sleep(serve)
+        return _admitted(sandbox, request, realm_id, entity, operation, handler, write=write)
+    finally:
+        sandbox.leave(realm_id)
+
+
+def _admitted(
+    sandbox: QboSandbox,
+    request: Request,
+    realm_id: str,
+    entity: str | None,
+    operation: str,
+    handler: Callable[[Company], dict[str, Any]],
+    *,
+    write: bool,
+) -> Response:
     minor = request.query_params.get("minorversion")
     if minor is not None and not minor.isdigit():
         return fault_response(request, faults.QboFault(400, "2010", "Invalid minorversion", f"minorversion={minor}"))
@@ -97,7 +119,7 @@ def _call(
         if rule.kind in ("latency", "timeout") and rule.latency > 0:
             time.sleep(rule.latency)
         if rule.kind == "429":
-            return throttle_response()
+            return throttle_response(sandbox)
         if rule.kind in ("500", "503"):
             return fault_response(request, faults.system_fault(int(rule.kind)))
         if rule.kind == "timeout":

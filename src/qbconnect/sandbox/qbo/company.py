@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -56,7 +55,6 @@ class Company:
     names: dict[str, tuple[str, str]] = field(default_factory=dict)
     item_names: dict[str, str] = field(default_factory=dict)
     replays: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
-    calls: deque[float] = field(default_factory=deque)
     changes: list[Change] = field(default_factory=list)
 
     # ------------------------------------------------------------------ basics

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .faults import QboFault
 from .state import QboSandbox
@@ -41,6 +41,12 @@ class SettingsIn(BaseModel):
     webhook_format: str | None = None
     auto_approve: bool | None = None
     throttle_per_minute: int | None = None
+    concurrent_per_realm: int | None = None
+    batch_per_minute: int | None = None
+    throttle_per_second: int | None = None
+    latency: float = Field(default=0.0, ge=0)
+    latency_jitter: float = Field(default=0.0, ge=0)
+    retry_after: int | None = None
     next_realm_id: str | None = None
 
 
@@ -145,7 +151,7 @@ def build_control_router(sandbox: QboSandbox) -> APIRouter:
     def requests(limit: int = 1000) -> list[dict[str, Any]]:
         with sandbox.lock:
             records = sandbox.request_log[-limit:]
-            return [{**dataclasses.asdict(r), "at": r.at.isoformat()} for r in records]
+            return [{**dataclasses.asdict(r), "kind": r.kind, "at": r.at.isoformat()} for r in records]
 
     @router.delete("/requests")
     def clear_requests() -> dict[str, Any]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import itertools
+import random
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,6 +38,15 @@ class RequestRecord:
     status: int
     request_id: str | None = None
     at: datetime = field(default_factory=utcnow)
+
+    @property
+    def kind(self) -> str:
+        """``read`` (GET, query, CDC: what Intuit meters), ``write`` (POST writes and batches) or ``oauth``."""
+        if "/v3/" not in self.path:
+            return "oauth"
+        if self.method == "GET" or self.operation.split(":")[0] in ("query", "cdc", "read"):
+            return "read"
+        return "write"
 
 
 @dataclass
@@ -78,6 +89,12 @@ class QboSandbox:
         webhook_format: str = "cloudevents",
         auto_approve: bool = True,
         throttle_per_minute: int = 500,
+        concurrent_per_realm: int | None = 10,
+        batch_per_minute: int | None = 40,
+        throttle_per_second: int | None = None,
+        latency: float = 0.0,
+        latency_jitter: float = 0.0,
+        retry_after: int | None = None,
     ) -> None:
         if webhook_format not in ("cloudevents", "legacy"):
             raise ValueError("webhook_format must be 'cloudevents' or 'legacy'")
@@ -89,7 +106,21 @@ class QboSandbox:
         self.webhook_url = webhook_url
         self.webhook_format = webhook_format
         self.auto_approve = auto_approve
+        # Intuit's limits per realm (and app: the emulator serves one app): requests per sliding minute,
+        # requests in flight, batch requests per minute; per second only when set (see docs/sandbox.md).
         self.throttle_per_minute = throttle_per_minute
+        self.concurrent_per_realm = concurrent_per_realm
+        self.batch_per_minute = batch_per_minute
+        self.throttle_per_second = throttle_per_second
+        # Seconds each API request takes (uniform in latency ± latency_jitter), spent holding its slot.
+        self.latency = latency
+        self.latency_jitter = latency_jitter
+        # Intuit documents no Retry-After on its 429; set this to have the emulator send one anyway.
+        self.retry_after = retry_after
+        self.throttle_log: list[tuple[str, str]] = []  # (realm, which limit) per refused request
+        self._in_flight: Counter[str] = Counter()
+        self._recent: dict[tuple[str, str], deque[float]] = {}
+        self.ticks: Callable[[], float] = time.monotonic  # the limits' clock (tests move it)
         self.lock = threading.RLock()
         self.clock: Callable[[], datetime] = utcnow
         self.companies: dict[str, Company] = {}
@@ -232,17 +263,53 @@ class QboSandbox:
                     return rule
             return None
 
-    def throttled(self, realm_id: str) -> bool:
-        """Count one request against the realm's per-minute budget; True when over it."""
+    def admit(self, realm_id: str, *, batch: bool = False) -> str | None:
+        """Count one API request of ``realm_id`` in; the limit it breaks (then nothing is counted) or None.
+
+        Every admitted request must be followed by :meth:`leave` when it is answered.
+        """
         with self.lock:
-            calls = self.company(realm_id).calls
-            now = time.monotonic()
-            while calls and now - calls[0] >= 60:
-                calls.popleft()
-            if len(calls) >= self.throttle_per_minute:
-                return True
-            calls.append(now)
-            return False
+            now = self.ticks()
+            windows: list[tuple[str, int | None, float]] = [("per_minute", self.throttle_per_minute, 60.0)]
+            windows.append(("per_second", self.throttle_per_second, 1.0))
+            if batch:
+                windows.append(("batch_per_minute", self.batch_per_minute, 60.0))
+            for name, limit, span in windows:
+                if limit is None:
+                    continue
+                recent = self._recent.setdefault((realm_id, name), deque())
+                while recent and now - recent[0] >= span:
+                    recent.popleft()
+                if len(recent) >= limit:
+                    self.throttle_log.append((realm_id, name))
+                    return name
+            if self.concurrent_per_realm is not None and self._in_flight[realm_id] >= self.concurrent_per_realm:
+                self.throttle_log.append((realm_id, "concurrent"))
+                return "concurrent"
+            for name, limit, _span in windows:
+                if limit is not None:
+                    self._recent[(realm_id, name)].append(now)
+            self._in_flight[realm_id] += 1
+            return None
+
+    def leave(self, realm_id: str) -> None:
+        with self.lock:
+            self._in_flight[realm_id] -= 1
+
+    def in_flight(self, realm_id: str) -> int:
+        with self.lock:
+            return self._in_flight[realm_id]
+
+    def serve_time(self) -> float:
+        """How long the request being served takes (``latency`` ± ``latency_jitter``, at least 0)."""
+        if self.latency <= 0 and self.latency_jitter <= 0:
+            return 0.0
+        return max(0.0, self.latency + random.uniform(-self.latency_jitter, self.latency_jitter))
+
+    def request_counts(self, realm_id: str | None = None, *, since: int = 0) -> Counter[str]:
+        """Requests by :attr:`RequestRecord.kind` (read/write/oauth) from ``request_log[since:]``."""
+        with self.lock:
+            return Counter(r.kind for r in self.request_log[since:] if realm_id is None or r.realm_id == realm_id)
 
     # ------------------------------------------------------------------ OAuth
     def default_realm(self) -> str:

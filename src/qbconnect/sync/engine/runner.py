@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
 from qbconnect.errors import ErrorCategory, SyncError
+from qbconnect.qbo.client import ReadBudgetExhausted
 from qbconnect.runtime import Runtime
 from qbconnect.sync.engine import jobs, registry
 from qbconnect.sync.engine.context import JobContext, Result
@@ -70,6 +71,8 @@ class JobRunner:
                 session.rollback()
                 bound.warning("job.lease_lost")
                 return None
+            except ReadBudgetExhausted as exc:  # a non-essential QuickBooks read refused: skipped, with why
+                outcome = self._success(Result(exc.message, skipped=True))
             except SyncError as exc:  # a failure the sync understood: what the handler recorded stays
                 outcome = self._failure(exc, attempt)
             except Exception as exc:  # a bug or an unexpected reply: retry, then fail with the reason
