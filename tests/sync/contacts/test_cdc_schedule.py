@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
+from qbconnect.clock import utcnow
 from qbconnect.config import Settings
 from qbconnect.db.models import Location, QboConnection, SyncJob
 from qbconnect.runtime import Runtime
@@ -81,3 +82,22 @@ def test_the_periodic_pass_queues_only_the_companies_whose_sweep_is_due(runtime:
     assert _sweeps_at(runtime, CONNECTED + timedelta(hours=5)) == []
     assert _sweeps_at(runtime, CONNECTED + timedelta(hours=6)) == ["quiet"]
     assert _sweeps_at(runtime, rang + timedelta(hours=6)) == ["quiet", "rang"]
+
+
+def test_the_read_budget_stretches_the_safety_sweep_and_stops_it_when_spent(runtime: Runtime) -> None:
+    from qbconnect.connections.read_budget import month_of
+    from qbconnect.db.models import QboReadCount
+
+    runtime.settings.qbo_sweep_interval_seconds = 6 * 3600
+    runtime.settings.qbo_read_budget_monthly = 100
+    _connect(runtime, "quiet", "9130", {})
+    with runtime.sessions.begin() as session:
+        session.add(QboReadCount(month=month_of(utcnow()), realm_id="9130", kind="cdc", reads=85))
+    with runtime.sessions() as session:
+        assert safety_sweep_interval(runtime, session) == timedelta(hours=24)  # tight: four times as long
+    with runtime.sessions.begin() as session:
+        row = session.execute(select(QboReadCount)).scalar_one()
+        row.reads = 100
+    with runtime.sessions() as session:
+        assert safety_sweep_interval(runtime, session) is None  # spent: no safety sweep
+    assert _sweeps_at(runtime, utcnow() + timedelta(days=30)) == []

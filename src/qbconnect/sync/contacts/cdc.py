@@ -18,11 +18,15 @@ customer answer, starts the full customer import instead (cheap: unchanged custo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from qbconnect.clock import as_utc, utcnow
+from qbconnect.connections.read_budget import read_budget_state, sweep_interval_multiplier
 from qbconnect.domain.customer import normalize_email
 from qbconnect.qbo.client import QboClient
 from qbconnect.runtime import Runtime
@@ -40,12 +44,20 @@ MAX_LOOKBACK = CDC_MAX_LOOKBACK
 CDC_LIMIT = 1000
 
 
-def safety_sweep_interval(runtime: Runtime) -> timedelta:
-    """How long a company may go without a change query before the safety sweep runs one.
+def safety_sweep_interval(runtime: Runtime, session: Session | None = None) -> timedelta | None:
+    """How long a company may go without a change query before the safety sweep runs one; None: no sweep.
 
-    The one place this interval is computed (``QBCONNECT_QBO_SWEEP_INTERVAL_SECONDS``, a day by default):
-    a read budget that wants fewer sweeps stretches it here."""
-    return timedelta(seconds=runtime.settings.qbo_sweep_interval_seconds)
+    The one place this interval is computed: ``QBCONNECT_QBO_SWEEP_INTERVAL_SECONDS`` (a day by default),
+    stretched by the read budget (``connections/read_budget.py``) when ``session`` is given: four times as
+    long from 80 % of the monthly budget, no sweep at all once it is spent (webhook-driven change queries
+    go on: they are how changes arrive)."""
+    base = timedelta(seconds=runtime.settings.qbo_sweep_interval_seconds)
+    if session is None:
+        return base
+    multiplier = sweep_interval_multiplier(read_budget_state(session, runtime.settings))
+    if math.isinf(multiplier):
+        return None
+    return base * multiplier
 
 
 def sweep_due(

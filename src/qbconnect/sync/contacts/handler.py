@@ -38,6 +38,8 @@ from qbconnect.sync.engine.registry import register, register_periodic
 from qbconnect.sync.engine.routing import ALL, CUSTOMER, CUSTOMER_IMPORT, QBO_CDC
 from qbconnect.sync.links.customers import load_index, mark_deleted, mark_inactive, record_contact, repoint
 
+log = structlog.get_logger(__name__)
+
 __all__ = ["import_customers", "start_customer_import", "sweep_changes", "sync_customer"]
 
 SWEEP_EVERY_SECONDS = 300.0
@@ -205,7 +207,10 @@ def enqueue_change_sweeps(runtime: Runtime, session: Session, *, now: datetime |
     or a sweep) for :func:`safety_sweep_interval` — a day by default. Checked every few minutes; the
     check itself reads only our own tables."""
     now = now or utcnow()
-    interval = safety_sweep_interval(runtime)
+    interval = safety_sweep_interval(runtime, session)
+    if interval is None:
+        log.warning("qbo.sweeps_paused", reason="the monthly QuickBooks read budget is spent")
+        return
     for location_id in syncing_location_ids(session):
         setup = read_setup(session, location_id)
         state = setup.state.get(CDC_KEY)
