@@ -2,26 +2,28 @@ from __future__ import annotations
 
 import pytest
 
+from qbconnect.domain.qbo_models import QboInvoice
 from qbconnect.domain.review import first_invoice, is_first_invoice_fully_paid, render_review_message
 
-INVOICES = [
+RAW = [
     {"Id": "12", "TxnDate": "2024-02-01", "TotalAmt": 50, "Balance": 0},
     {"Id": "9", "TxnDate": "2024-01-15", "TotalAmt": 100, "Balance": 0},
     {"Id": "10", "TxnDate": "2024-01-15", "TotalAmt": 70, "Balance": 20},
     {"Id": "3", "TxnDate": "2024-01-01", "TotalAmt": 0, "Balance": 0},  # voided
 ]
+INVOICES = [QboInvoice.from_api(raw) for raw in RAW]
 
 
 def test_first_invoice_is_earliest_then_lowest_numeric_id() -> None:
     first = first_invoice(INVOICES)
-    assert first is not None and first["Id"] == "9"
+    assert first is not None and first.id == "9"
     assert first_invoice([]) is None
 
 
 def test_is_first_invoice_fully_paid() -> None:
     assert is_first_invoice_fully_paid(INVOICES, {"9"})
     assert not is_first_invoice_fully_paid(INVOICES, {"12"})  # not the first
-    unpaid = [dict(INVOICES[1], Balance=5)]
+    unpaid = [QboInvoice.from_api(dict(RAW[1], Balance=5))]
     assert not is_first_invoice_fully_paid(unpaid, ["9"])
     assert not is_first_invoice_fully_paid([], ["9"])
 

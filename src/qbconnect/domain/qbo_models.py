@@ -150,6 +150,7 @@ class QboPayment:
     created_at: datetime | None
     sync_token: str | None = None
     private_note: str | None = None
+    customer_name: str | None = None  # CustomerRef.name, as QuickBooks fills it
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -163,6 +164,7 @@ class QboPayment:
         return cls(
             id=_text(obj.get("Id")) or "",
             customer_id=_ref(obj.get("CustomerRef")),
+            customer_name=_text(_mapping(obj.get("CustomerRef")).get("name")),
             total=_amount(obj.get("TotalAmt")),
             invoice_ids=tuple(linked),
             created_at=_created(obj),

@@ -5,11 +5,9 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Collection, Mapping, Sequence
-from decimal import Decimal
-from typing import Any
 from urllib.parse import urlparse
 
-from qbconnect.domain.money import parse_amount
+from qbconnect.domain.qbo_models import QboInvoice
 
 DEFAULT_SUBJECT = "Thank you from {business_name}"
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z_.]+)\s*\}\}|\{([a-zA-Z_]+)\}")
@@ -25,27 +23,22 @@ _ALIASES = {
 }
 
 
-def _sort_key(invoice: Mapping[str, Any]) -> tuple[str, int, str]:
-    ident = str(invoice.get("Id", ""))
-    return (str(invoice.get("TxnDate") or "9999-12-31"), int(ident) if ident.isdigit() else 0, ident)
+def _sort_key(invoice: QboInvoice) -> tuple[str, int, str]:
+    return (invoice.txn_date or "9999-12-31", int(invoice.id) if invoice.id.isdigit() else 0, invoice.id)
 
 
-def first_invoice(invoices: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+def first_invoice(invoices: Sequence[QboInvoice]) -> QboInvoice | None:
     """The customer's first invoice: earliest TxnDate, ties by numeric Id; voided/zero invoices skipped."""
-    real = [inv for inv in invoices if _amount(inv.get("TotalAmt")) > 0]
+    real = [inv for inv in invoices if inv.total > 0]
     return min(real, key=_sort_key) if real else None
 
 
-def _amount(value: Any) -> Decimal:
-    return parse_amount(value, Decimal(0), lenient=True)
-
-
-def is_first_invoice_fully_paid(invoices: Sequence[Mapping[str, Any]], paid_invoice_ids: Collection[str]) -> bool:
+def is_first_invoice_fully_paid(invoices: Sequence[QboInvoice], paid_invoice_ids: Collection[str]) -> bool:
     """True when the payment just seen (paying ``paid_invoice_ids``) settles the customer's first invoice."""
     first = first_invoice(invoices)
     if first is None:
         return False
-    return str(first.get("Id")) in {str(i) for i in paid_invoice_ids} and _amount(first.get("Balance")) == 0
+    return first.id in {str(i) for i in paid_invoice_ids} and first.balance == 0
 
 
 def _values(first_name: str, business_name: str, review_link: str) -> dict[str, str]:

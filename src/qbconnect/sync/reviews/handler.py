@@ -13,15 +13,15 @@ answer did not hold it. See docs/review-requests.md.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 from typing import Any
 
 from qbconnect.connections.state import active_connection
 from qbconnect.crm.client import CrmClient
 from qbconnect.db.models import Location, QboConnection, ReviewRequest
 from qbconnect.domain.location_settings import load as load_settings
-from qbconnect.domain.money import round_money, to_decimal
+from qbconnect.domain.money import round_money
+from qbconnect.domain.qbo_models import QboInvoice, QboPayment
 from qbconnect.domain.review import first_invoice
 from qbconnect.domain.review_message import compose, inactive_reason, preview_review_message
 from qbconnect.errors import ErrorCategory, PermanentError, SyncError
@@ -47,67 +47,39 @@ _NOT_SENT_DETAILS = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout"})
 
 
 def linked_invoice_ids(payment: Mapping[str, Any]) -> list[str]:
-    """The Invoice ids a QBO Payment is applied to (``Line[].LinkedTxn[]`` with TxnType Invoice), in order."""
-    ids: list[str] = []
-    for line in payment.get("Line") or []:
-        if not isinstance(line, Mapping):
-            continue
-        for linked in line.get("LinkedTxn") or []:
-            if isinstance(linked, Mapping) and linked.get("TxnType") == "Invoice" and linked.get("TxnId"):
-                txn_id = str(linked["TxnId"])
-                if txn_id not in ids:
-                    ids.append(txn_id)
-    return ids
+    """The Invoice ids a QBO Payment applies an amount to (``Line[].LinkedTxn[]`` with TxnType Invoice)."""
+    return list(QboPayment.from_api(payment).invoice_ids)
 
 
-def customer_invoices(qbo: QboClient, customer_id: str) -> list[dict[str, Any]]:
+def customer_invoices(qbo: QboClient, customer_id: str) -> list[QboInvoice]:
     """The customer's invoices from the earliest TxnDate on, as far as needed to know the first one.
 
     Pages are read in TxnDate order until a page ends after the first real invoice's date, so a customer
     with thousands of invoices costs one or two queries.
     """
     select = f"SELECT * FROM Invoice WHERE CustomerRef = '{escape_query_value(customer_id)}' ORDERBY TxnDate"
-    collected: list[dict[str, Any]] = []
+    collected: list[QboInvoice] = []
     position = 1
     while True:
-        page = qbo.query(f"{select} STARTPOSITION {position} MAXRESULTS {INVOICE_PAGE}")
+        page = [
+            QboInvoice.from_api(row)
+            for row in qbo.query(f"{select} STARTPOSITION {position} MAXRESULTS {INVOICE_PAGE}")
+        ]
         collected.extend(page)
         if len(page) < INVOICE_PAGE:
             return collected
         first = first_invoice(collected)
-        if first is not None and str(page[-1].get("TxnDate") or "") > str(first.get("TxnDate") or ""):
+        if first is not None and (page[-1].txn_date or "") > (first.txn_date or ""):
             return collected
         position += INVOICE_PAGE
 
 
-def _invoice_label(invoice: Mapping[str, Any]) -> str:
-    number = invoice.get("DocNumber")
-    return f"invoice #{number}" if number else f"invoice {invoice.get('Id')}"
+def _invoice_label(invoice: QboInvoice) -> str:
+    return f"invoice #{invoice.doc_number}" if invoice.doc_number else f"invoice {invoice.id}"
 
 
-def _balance(invoice: Mapping[str, Any]) -> Decimal:
-    try:
-        return to_decimal(invoice.get("Balance") if invoice.get("Balance") is not None else 0)
-    except ValueError:
-        return Decimal(0)
-
-
-def _currency(invoice: Mapping[str, Any]) -> str:
-    ref = invoice.get("CurrencyRef")
-    return str(ref.get("value") or "USD") if isinstance(ref, Mapping) else "USD"
-
-
-def _created_at(payment: Mapping[str, Any]) -> datetime | None:
-    meta = payment.get("MetaData")
-    value = meta.get("CreateTime") if isinstance(meta, Mapping) else None
-    if not value:
-        return None
-    text = str(value).replace("Z", "+00:00")
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
+def _owed(invoice: QboInvoice) -> str:
+    return str(round_money(invoice.balance, invoice.currency or "USD"))
 
 
 def _skip(ctx: JobContext, summary: str, readable: Mapping[str, Any] | None = None, **facts: Any) -> Result:
@@ -159,21 +131,20 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
 
     qbo = ctx.qbo(realm_id)
     if kept is not None:
-        payment = kept.object
+        raw_payment = kept.object
     else:
         try:
-            payment = qbo.read("Payment", ctx.entity_id)
+            raw_payment = qbo.read("Payment", ctx.entity_id)
         except NotFound:
             return _skip(ctx, f"Nothing to send: QuickBooks payment {ctx.entity_id} no longer exists.")
-    if payment.get("status") == "Deleted":
+    if raw_payment.get("status") == "Deleted":
         return _skip(ctx, f"Nothing to send: QuickBooks payment {ctx.entity_id} no longer exists.")
-    customer_ref = payment.get("CustomerRef")
-    customer_id = str(customer_ref.get("value") or "") if isinstance(customer_ref, Mapping) else ""
-    ref_name = str(customer_ref.get("name") or "").strip() if isinstance(customer_ref, Mapping) else ""
-    known: dict[str, Any] = {"customer": ref_name or None}
+    payment = QboPayment.from_api(raw_payment)
+    customer_id = payment.customer_id or ""
+    known: dict[str, Any] = {"customer": payment.customer_name}
     if not customer_id:
         return _skip(ctx, f"Nothing to send: QuickBooks payment {ctx.entity_id} has no customer.")
-    invoice_ids = linked_invoice_ids(payment)
+    invoice_ids = list(payment.invoice_ids)
     if not invoice_ids:
         return _skip(ctx, f"Nothing to send: QuickBooks payment {ctx.entity_id} is not applied to an invoice.", known)
 
@@ -181,7 +152,7 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
     if existing is not None and existing.status in review_store.FINAL:
         return _skip(ctx, _already(existing.status, existing.channel, customer_id), known, customer_id=customer_id)
 
-    created = _created_at(payment)
+    created = payment.created_at
     if created is not None and created < connected_at - HISTORY_MARGIN:
         return _skip(
             ctx,
@@ -192,18 +163,19 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
     if kept is not None:
         kept_invoices = kept.related_by_id("Invoice")
         paid_by_it = [kept_invoices.get(invoice_id) for invoice_id in invoice_ids]
-        unpaid = [invoice for invoice in paid_by_it if invoice is not None and _balance(invoice) != 0]
+        unpaid = [QboInvoice.from_api(raw) for raw in paid_by_it if raw is not None]
+        unpaid = [invoice for invoice in unpaid if invoice.balance != 0]
         if len(unpaid) == len(invoice_ids):  # none of them paid in full: not the first one either
             if len(unpaid) == 1:
-                known["number"] = str(unpaid[0].get("DocNumber") or "").strip() or None
+                known["number"] = unpaid[0].doc_number
             return _skip(ctx, _not_paid_yet(ctx.entity_id, unpaid), known)
 
     invoices = customer_invoices(qbo, customer_id)
     first = first_invoice(invoices)
     if first is None:
         return _skip(ctx, f"Nothing to send: QuickBooks customer {customer_id} has no invoice with an amount.", known)
-    first_id = str(first.get("Id"))
-    known["number"] = str(first.get("DocNumber") or "").strip() or None
+    first_id = first.id
+    known["number"] = first.doc_number
     if first_id not in invoice_ids:
         paid = ", ".join(invoice_ids)
         return _skip(
@@ -212,12 +184,10 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
             f"({_invoice_label(first)}).",
             known,
         )
-    balance = _balance(first)
-    if balance != 0:
+    if first.balance != 0:
         return _skip(
             ctx,
-            f"Nothing to send yet: the customer's first {_invoice_label(first)} still has "
-            f"{round_money(balance, _currency(first))} to pay.",
+            f"Nothing to send yet: the customer's first {_invoice_label(first)} still has {_owed(first)} to pay.",
             known,
         )
 
@@ -277,11 +247,8 @@ def handle_qbo_payment(ctx: JobContext) -> Result:
     )
 
 
-def _not_paid_yet(payment_id: str, invoices: list[dict[str, Any]]) -> str:
-    owed = ", ".join(
-        f"{_invoice_label(invoice)} still has {round_money(_balance(invoice), _currency(invoice))} to pay"
-        for invoice in invoices
-    )
+def _not_paid_yet(payment_id: str, invoices: list[QboInvoice]) -> str:
+    owed = ", ".join(f"{_invoice_label(invoice)} still has {_owed(invoice)} to pay" for invoice in invoices)
     return f"Nothing to send yet: payment {payment_id} leaves no invoice paid in full ({owed})."
 
 
