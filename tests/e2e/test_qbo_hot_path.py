@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 
+from qbconnect.db.models import InboxEvent
 from qbconnect.sandbox.qbo.state import RequestRecord
 from qbconnect.sandbox.stack import Stack
 from tests.e2e.test_invoice_sync import Books, make_books
@@ -126,3 +127,35 @@ def test_sales_receipt_and_refund_for_a_known_customer_make_no_quickbooks_read(c
     refunds = c.stack.qbo.entities(c.realm_id, "RefundReceipt")
     assert sorted(Decimal(str(r["TotalAmt"])) for r in refunds) == [Decimal("40.00"), Decimal("109.99")]
     assert calls == Counter({"POST SalesReceipt create": 1, "POST RefundReceipt create": 2})
+
+
+def test_echoes_of_our_own_creates_ring_nothing_and_our_payment_still_gets_its_review_request(
+    stack: Stack,
+) -> None:
+    """Intuit sends a webhook for the product's own Payment and Customer creates; those echoes ask for no
+    change query. A payment the product recorded still gets the review-request check, from what the product
+    knows: the partial payment reads nothing, the full one costs the one query that finds the first invoice."""
+    books = make_books(stack, "US")
+    books.set_settings(review_link="https://g.page/r/acme/review")
+    books.settle()  # what connecting queued (the first change query)
+    start = len(stack.qbo.request_log)
+    inv = books.invoice(email="first.time@example.com")
+    stack.crm.send_invoice(inv)
+    books.settle()
+    stack.crm.record_invoice_payment(inv, Decimal("10.00"))
+    books.settle()
+    assert stack.crm.messages(books.location_id) == []
+    stack.crm.record_invoice_payment(inv, books.crm_invoice(inv)["amountDue"])
+    books.settle()
+    books.assert_in_step(inv)
+    (message,) = stack.crm.messages(books.location_id)
+    assert message["to"] == "first.time@example.com"
+    reads = Counter(r.split()[1] for r in reads_since(stack, start))
+    # A new customer and new items: one change query before creating the customer (what changed since,
+    # issue 11) and the item look-ups; then the first-invoice query of the review check. No echo rang.
+    assert reads["None"] == 1 and reads["Invoice"] == 1 and set(reads) <= {"None", "Invoice", "Item", "Account"}, reads
+    with stack.runtime.sessions() as session:
+        outcomes = Counter(
+            f"{row.entity_kind}.{row.outcome}" for row in session.query(InboxEvent).filter(InboxEvent.source == "qbo")
+        )
+    assert outcomes["Payment.own_write"] == 2 and outcomes["Customer.own_write"] == 1, outcomes

@@ -32,6 +32,7 @@ from qbconnect.db.models import CrmCompany, InboxEvent, Location, QboConnection,
 from qbconnect.qbo.webhooks import QboEvent
 from qbconnect.runtime import Runtime
 from qbconnect.sync.engine import jobs, routing
+from qbconnect.sync.links import echoes
 
 log = structlog.get_logger(__name__)
 
@@ -228,6 +229,10 @@ def _intake_qbo_event(session: Session, event: QboEvent, body_text: str, *, debo
         row.outcome = "unknown_location"
     elif not connections_state.is_syncing(session, connection.location_id):
         row.outcome = "ignored"
+    elif event.operation == "Create" and echoes.is_own_create(
+        session, connection.location_id, event.entity, event.entity_id
+    ):
+        row.outcome = "own_write"  # the echo of the product's own create: nothing new to learn, no read
     else:
         requests = routing.jobs_for_qbo_event(event, debounce_seconds=debounce, now=now)
         for req in requests:

@@ -23,16 +23,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from qbconnect.db.models import Location
 from qbconnect.domain import jsonutil
 from qbconnect.domain.crm_models import CrmInvoice
 from qbconnect.domain.invoice import build_sparse_invoice_update, private_note
 from qbconnect.domain.invoice_rules import InvoiceLinkState, LinkedPayment, known_invoice, request_parts
+from qbconnect.domain.location_settings import load as load_settings
 from qbconnect.domain.payment import build_qbo_payment, payments_needed
 from qbconnect.domain.qbo_models import QboInvoice, QboPayment
 from qbconnect.errors import ConflictError, PermanentError
 from qbconnect.qbo.client import QboClient, escape_query_value
 from qbconnect.qbo.faults import DuplicateDocNumber, NotFound, QboFault, StaleObject
+from qbconnect.sync.engine import changes, jobs
 from qbconnect.sync.engine.context import JobContext
+from qbconnect.sync.engine.routing import QBO_PAYMENT
+from qbconnect.sync.links.echoes import remember_payment
 from qbconnect.sync.links.invoices import InvoiceLink, save_invoice
 from qbconnect.sync.lookup import refused, request_id
 
@@ -190,6 +195,7 @@ class Convergence:
                 self._refused()
             raise
         payment = QboPayment.from_api(answer)
+        remember_payment(self.ctx.session, self.ctx.location_id, payment.id)  # its webhook echo rings nothing
         self.state.payments = [p for p in self.state.payments if p.id != payment.id]
         self.state.payments.append(
             LinkedPayment(
@@ -203,6 +209,25 @@ class Convergence:
         self.state.pending_payment = None
         self.actions.append(f"payment {payment.total:.2f} recorded")
         self.save()
+        self._ask_review_check(answer)
+
+    def _ask_review_check(self, payment: Mapping[str, Any]) -> None:
+        """A payment the product recorded may fully pay the customer's first invoice: the review-request
+        check runs on it as on any QuickBooks payment (its webhook echo rings nothing), with the payment
+        and the invoice as the product knows them, so the check reads nothing to learn them."""
+        location = self.ctx.session.get(Location, self.ctx.location_id)
+        if location is None or not load_settings(location.settings).review_requests_active:
+            return
+        invoice = known_invoice(self.state)
+        related = {"Invoice": [{**invoice.raw, "Balance": str(invoice.balance)}]} if invoice is not None else None
+        changes.keep(self.ctx.session, self.ctx.location_id, self.qbo.realm_id, "Payment", payment, related)
+        jobs.enqueue(
+            self.ctx.session,
+            self.ctx.location_id,
+            QBO_PAYMENT,
+            str(payment["Id"]),
+            "payment recorded by the invoice sync",
+        )
 
     # ---- void -----------------------------------------------------------------------------------
 
