@@ -11,6 +11,7 @@ from limits import parse
 
 from qbconnect.ratelimit import (
     CRM_BUDGET,
+    MIN_GUARD_SECONDS,
     WINDOW_GUARD,
     Budget,
     BudgetExhaustedError,
@@ -116,8 +117,10 @@ def _hammer(limiters: list[RateLimiter], *, threads_per_limiter: int, attempts: 
 
 def test_headers_set_the_window_a_little_longer_than_the_platforms(memory: RateLimiter) -> None:
     assert memory.windows(CRM_BUDGET, "loc") == (Window(100, 10.0),)  # before any answer: the documented limit
+    memory.observe(CRM_BUDGET, "loc", limit=100, interval=10.0, remaining=99)
+    assert memory.windows(CRM_BUDGET, "loc") == (Window(100, 10.0 * (1 + WINDOW_GUARD)),)  # 11 s
     memory.observe(CRM_BUDGET, "loc", limit=50, interval=2.0, remaining=49)
-    assert memory.windows(CRM_BUDGET, "loc") == (Window(50, 2.0 * (1 + WINDOW_GUARD)),)
+    assert memory.windows(CRM_BUDGET, "loc") == (Window(50, 2.0 + MIN_GUARD_SECONDS),)
     assert memory.windows(CRM_BUDGET, "other") == (Window(100, 10.0),)  # per location
 
 

@@ -40,9 +40,11 @@ QBO_BUDGET = Budget("qbo", (RateLimitItemPerMinute(480), RateLimitItemPerSecond(
 # HighLevel: 100 requests per 10 seconds per location (burst); replaced by what HighLevel's headers say.
 CRM_BUDGET = Budget("crm", (parse("100/10 seconds"),))
 
-# A learned window is this much longer than the platform's: a request drawn at the end of our window reaches
-# the platform up to this long after the one drawn at its start without the platform counting both.
+# A learned window is this much longer than the platform's (a tenth, at least a second): a request drawn at
+# the end of our window may reach the platform up to this much later than the one drawn at its start, and
+# the platform still never counts both in one of its windows.
 WINDOW_GUARD = 0.1
+MIN_GUARD_SECONDS = 1.0
 KEY_PREFIX = "qbconnect:pace"
 
 
@@ -254,13 +256,14 @@ class RateLimiter:
         """Follow one answer's rate-limit headers: the platform allows ``limit`` requests per ``interval``
         seconds and has ``remaining`` of them left after counting this request.
 
-        The window becomes ``limit`` per ``interval`` stretched by :data:`WINDOW_GUARD`. When the platform has
+        The window becomes ``limit`` per ``interval`` stretched by :data:`WINDOW_GUARD` (at least
+        :data:`MIN_GUARD_SECONDS`). When the platform has
         counted more than our shared log holds (requests we did not draw: another installation of the app's
         budget, a process on a different store), the difference is charged to the log, so every worker slows
         down as the platform sees it."""
         if limit <= 0 or interval <= 0:
             return
-        window = Window(limit, interval * (1.0 + WINDOW_GUARD))
+        window = Window(limit, interval + max(interval * WINDOW_GUARD, MIN_GUARD_SECONDS))
         with self._learned_lock:
             if self._learned.get((budget.name, key)) != (window,):
                 self._learned[(budget.name, key)] = (window,)
