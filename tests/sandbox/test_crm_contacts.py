@@ -123,3 +123,27 @@ def test_unknown_contact_is_400_and_foreign_contact_403(crm: Crm) -> None:
     assert crm.get("/contacts/nope").status_code == 400
     foreign = crm.sandbox.create_contact("locBBBBBBBBBBBBBBBB2", email="z@example.com")
     assert crm.get(f"/contacts/{foreign['id']}").status_code == 403
+
+
+def test_search_pages_by_search_after_oldest_first(crm: Crm, contact_id: str) -> None:
+    for n in range(6):
+        crm.sandbox.create_contact(LOCATION, email=f"s{n}@example.com")
+    body = {"locationId": LOCATION, "pageLimit": 3, "sort": [{"field": "dateAdded", "direction": "asc"}]}
+    seen: list[str] = []
+    cursor = None
+    while True:
+        sent = {**body, "searchAfter": cursor} if cursor else {**body, "page": 1}
+        page = crm.client.post("/contacts/search", json=sent, headers=crm.headers()).json()
+        seen += [c["id"] for c in page["contacts"]]
+        assert page["total"] == 7
+        if len(page["contacts"]) < 3:
+            break
+        cursor = page["contacts"][-1]["searchAfter"]
+    assert seen[0] == contact_id and len(seen) == len(set(seen)) == 7  # every contact once, the oldest first
+
+
+def test_search_refuses_pages_past_ten_thousand_and_page_with_cursor(crm: Crm) -> None:
+    deep = {"locationId": LOCATION, "page": 21, "pageLimit": 500}
+    assert crm.client.post("/contacts/search", json=deep, headers=crm.headers()).status_code == 422
+    both = {"locationId": LOCATION, "page": 1, "pageLimit": 5, "searchAfter": [0, "x"]}
+    assert crm.client.post("/contacts/search", json=both, headers=crm.headers()).status_code == 422

@@ -9,8 +9,10 @@ Rules it keeps:
   header of its API family (:data:`API_VERSIONS`);
 - invoices and payments are addressed with ``altId=<location>&altType=location``; contacts with
   ``locationId``;
-- one draw from the location's shared budget per request; the ``X-RateLimit-*`` headers are kept in
-  :attr:`CrmClient.last_rate_limit`; a 429 waits and retries;
+- one draw from the location's shared budget per request (``qbconnect.ratelimit``); every answer's
+  ``X-RateLimit-*`` headers are kept in :attr:`CrmClient.last_rate_limit` and handed to the budget, which
+  follows HighLevel's own count (:meth:`RateLimiter.observe`); a 429 is a pacing fault: logged
+  (``crm.pacing_fault``), the whole location's budget held for the wait, then retried;
 - 5xx and timeouts are retried with backoff and jitter, except for creates that could be duplicated
   (``POST /contacts/`` and ``POST /conversations/messages``): those raise :class:`TransientError` and
   the job engine decides;
@@ -32,7 +34,7 @@ import httpx
 import structlog
 
 from qbconnect.errors import AuthError, ConflictError, PermanentError, TransientError
-from qbconnect.ratelimit import CRM_BUDGET, RateLimiter
+from qbconnect.ratelimit import CRM_BUDGET, BudgetExhaustedError, RateLimiter
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +61,7 @@ MESSAGE_CHANNELS: Mapping[str, str] = {"email": "Email", "sms": "SMS"}
 BASE_RATE_LIMIT_WAIT = 10.0  # seconds: HighLevel's burst window is 100 requests per 10 s
 MAX_BACKOFF = 30.0
 DAILY_LIMIT_RETRY_AFTER = 3600.0
+SEARCH_PAGE_LIMIT = 500  # POST /contacts/search: at most 500 per page
 
 
 class CrmTokenSource(Protocol):
@@ -94,8 +97,22 @@ class RateLimitState:
         return cls(**values)
 
 
+class DuplicateContactError(ConflictError):
+    """HighLevel refused a create because the location already holds the contact (its duplicate answer:
+    400 with ``meta.contactId``); ``contact_id`` is that contact."""
+
+    def __init__(self, message: str, *, contact_id: str, matching_field: str | None, detail: str | None) -> None:
+        super().__init__(message, code="duplicate_contact", detail=detail)
+        self.contact_id = contact_id
+        self.matching_field = matching_field
+
+
 class CrmClient:
-    """Synchronous client for one CRM location."""
+    """Synchronous client for one CRM location.
+
+    ``budget_share`` (< 1 for bulk work such as the contact import) is the part of the location's request
+    budget this client may fill, so live syncs always find room.
+    """
 
     def __init__(
         self,
@@ -117,6 +134,7 @@ class CrmClient:
         self._sleep = sleep
         self.calls = 0
         self.last_rate_limit: RateLimitState | None = None
+        self.budget_share = 1.0
 
     # ---- contacts (Version 2021-07-28) -------------------------------------------------------------
 
@@ -144,10 +162,43 @@ class CrmClient:
         return _dict(body.get("contact")), bool(body.get("new"))
 
     def create_contact(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """POST /contacts/. Not retried after a timeout or 5xx: a retry could create a duplicate."""
+        """POST /contacts/ (``tags`` in the body are the new contact's tags). Not retried after a timeout or
+        5xx: a retry could create a duplicate. Raises :class:`DuplicateContactError` when the location does
+        not allow duplicates and already holds a contact with this email or phone."""
         payload = {**fields, "locationId": self.location_id}
         body = self._call("POST", "/contacts/", family="contacts", json=payload, may_duplicate=True)
         return _dict(body.get("contact"))
+
+    def search_contacts(
+        self, *, page_limit: int = SEARCH_PAGE_LIMIT, search_after: Sequence[Any] | None = None, page: int = 1
+    ) -> list[dict[str, Any]]:
+        """POST /contacts/search, oldest first: one page of the location's contacts. Pages past the first are
+        asked by ``searchAfter`` (the cursor each returned contact carries; page numbers reach only 10,000
+        contacts) or, when HighLevel gave no cursor, by ``page``."""
+        payload: dict[str, Any] = {
+            "locationId": self.location_id,
+            "pageLimit": page_limit,
+            "sort": [{"field": "dateAdded", "direction": "asc"}],
+        }
+        if search_after is not None:
+            payload["searchAfter"] = list(search_after)
+        else:
+            payload["page"] = page
+        body = self._call("POST", "/contacts/search", family="contacts", json=payload)
+        return _dict_list(body.get("contacts"))
+
+    def iter_contact_pages(self, *, page_limit: int = SEARCH_PAGE_LIMIT) -> Iterator[list[dict[str, Any]]]:
+        """Every contact of the location, a page (one request) at a time, oldest first."""
+        cursor: Sequence[Any] | None = None
+        page = 1
+        while True:
+            contacts = self.search_contacts(page_limit=page_limit, search_after=cursor, page=page)
+            yield contacts
+            if len(contacts) < page_limit:
+                return
+            last = contacts[-1].get("searchAfter")
+            cursor = last if isinstance(last, list) and last else None
+            page += 1
 
     def update_contact(self, contact_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         """PUT /contacts/:id with the fields UpdateContactDto accepts (companyName and friends dropped)."""
@@ -343,12 +394,16 @@ class CrmClient:
         while True:
             if self._limiter is not None:
                 try:
-                    self._limiter.acquire(CRM_BUDGET, self.location_id)
+                    if self.budget_share < 1.0:
+                        self._limiter.acquire(CRM_BUDGET, self.location_id, share=self.budget_share)
+                    else:
+                        self._limiter.acquire(CRM_BUDGET, self.location_id)
                 except TimeoutError as exc:
+                    wait = exc.wait if isinstance(exc, BudgetExhaustedError) else 0.0
                     raise TransientError(
                         "HighLevel's request budget for this location stayed full; will try again.",
                         code="rate_budget",
-                        retry_after=BASE_RATE_LIMIT_WAIT,
+                        retry_after=max(BASE_RATE_LIMIT_WAIT, wait),
                     ) from exc
             headers = {
                 "Authorization": f"Bearer {token}",
@@ -384,6 +439,14 @@ class CrmClient:
             state = RateLimitState.from_headers(response.headers)
             if state is not None:
                 self.last_rate_limit = state
+                if self._limiter is not None and state.max and state.interval_ms:
+                    self._limiter.observe(
+                        CRM_BUDGET,
+                        self.location_id,
+                        limit=state.max,
+                        interval=state.interval_ms / 1000.0,
+                        remaining=state.remaining if response.status_code != 429 else 0,
+                    )
             status = response.status_code
             body = _json_body(response)
             trace_id = _trace_id(response, body)
@@ -409,7 +472,20 @@ class CrmClient:
 
             if status == 429:
                 wait, daily_exhausted = self._rate_limit_wait(response, state)
-                log.warning("crm.rate_limited", path=path, wait=wait, attempt=attempt, trace_id=trace_id)
+                # Our pacing should never let HighLevel refuse a request: each 429 is a fault to look into.
+                log.warning(
+                    "crm.pacing_fault",
+                    location_id=self.location_id,
+                    method=method,
+                    path=path,
+                    wait=wait,
+                    daily_exhausted=daily_exhausted,
+                    remaining=state.remaining if state else None,
+                    max=state.max if state else None,
+                    interval_ms=state.interval_ms if state else None,
+                    attempt=attempt,
+                    trace_id=trace_id,
+                )
                 if self._limiter is not None:
                     self._limiter.penalize(CRM_BUDGET, self.location_id, wait)
                 if daily_exhausted or attempt >= self._max_retries:
@@ -437,6 +513,15 @@ class CrmClient:
 
             if not_found_entity is not None and _is_not_found(status, reason, not_found_entity):
                 return None
+            duplicate = _duplicate_of(status, body) if (method, path) == ("POST", "/contacts/") else None
+            if duplicate is not None:
+                contact_id, matching = duplicate
+                raise DuplicateContactError(
+                    f"HighLevel already holds this contact ({matching or 'duplicate'}): {reason or 'duplicate'}",
+                    contact_id=contact_id,
+                    matching_field=matching,
+                    detail=_detail(reason, trace_id),
+                )
             raise _client_error(status, method, path, reason, trace_id)
 
     def _rate_limit_wait(self, response: httpx.Response, state: RateLimitState | None) -> tuple[float, bool]:
@@ -498,6 +583,20 @@ def _is_not_found(status: int, reason: str, entity: str) -> bool:
     if status == 404:
         return True
     return status == 400 and bool(_NOT_FOUND.search(reason)) and entity in reason.lower()
+
+
+def _duplicate_of(status: int, body: Any) -> tuple[str, str | None] | None:
+    """HighLevel's duplicate answer: 400 with ``meta.contactId`` (and ``meta.matchingField``)."""
+    if status != 400 or not isinstance(body, dict):
+        return None
+    meta = body.get("meta")
+    if not isinstance(meta, dict):
+        return None
+    contact_id = meta.get("contactId")
+    if not isinstance(contact_id, str) or not contact_id:
+        return None
+    matching = meta.get("matchingField")
+    return contact_id, matching if isinstance(matching, str) else None
 
 
 def _json_body(response: httpx.Response) -> Any:

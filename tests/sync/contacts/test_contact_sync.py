@@ -7,12 +7,21 @@ from typing import Any, cast
 
 import pytest
 
-from qbconnect.crm.client import CrmClient
+from qbconnect.crm.client import CrmClient, DuplicateContactError
 from qbconnect.domain.customer import customer_content_hash
 from qbconnect.errors import PermanentError, TransientError
-from qbconnect.ratelimit import Budget, RateLimiter
-from qbconnect.sync.contacts.importer import IMPORT_BUDGET, IMPORT_BUDGETS, IMPORT_SMOOTHING
-from qbconnect.sync.contacts.write import Action, ContactPlan, has_tag, plan_contact, write_contact
+from qbconnect.ratelimit import CRM_BUDGET, Budget, RateLimiter
+from qbconnect.sync.contacts.importer import IMPORT_BUDGET_SHARE
+from qbconnect.sync.contacts.write import (
+    Action,
+    ContactIndex,
+    ContactPlan,
+    KnownContact,
+    has_tag,
+    import_contact,
+    plan_contact,
+    write_contact,
+)
 from qbconnect.sync.links.customers import CustomerLink
 
 
@@ -194,15 +203,13 @@ def test_each_call_draws_from_the_given_budget() -> None:
         def acquire(self, budget: Budget, key: str, *, timeout: float = 120.0) -> None:
             drawn.append((budget.name, key))
 
-    write(FakeCrm(), plan_contact(customer(), None, without_email="skip"), limiter=Recorder(), budgets=IMPORT_BUDGETS)
-    assert drawn == [("crm-import-smooth", "loc1"), ("crm-import", "loc1")] * 2
+    extra = Budget("extra", CRM_BUDGET.windows)
+    write(FakeCrm(), plan_contact(customer(), None, without_email="skip"), limiter=Recorder(), budgets=[extra])
+    assert drawn == [("extra", "loc1")] * 2
 
 
-def test_import_budget_stays_under_the_crm_limit_and_smooth() -> None:
-    (ten_seconds,) = IMPORT_BUDGET.windows
-    (one_second,) = IMPORT_SMOOTHING.windows
-    assert (ten_seconds.amount, ten_seconds.get_expiry()) == (95, 10)  # HighLevel: 100 per 10 s
-    assert (one_second.amount, one_second.get_expiry()) == (10, 1)  # no burst of 95 at once
+def test_import_leaves_part_of_the_location_budget_to_live_syncs() -> None:
+    assert 0.5 <= IMPORT_BUDGET_SHARE < 1.0
 
 
 def test_only_write_plans_can_be_written() -> None:
@@ -218,5 +225,139 @@ def test_a_budget_that_stays_full_is_a_transient_error() -> None:
             raise TimeoutError("full")
 
     with pytest.raises(TransientError) as caught:
-        write(FakeCrm(), plan_contact(customer(), None, without_email="skip"), limiter=Full(), budgets=IMPORT_BUDGETS)
+        write(FakeCrm(), plan_contact(customer(), None, without_email="skip"), limiter=Full(), budgets=[CRM_BUDGET])
     assert caught.value.retry_after == 10.0
+
+
+# ---- import_contact: one call per contact --------------------------------------------------------------
+
+
+class ImportCrm(FakeCrm):
+    """Also creates (refusing duplicates the way HighLevel does), reads, and finds duplicates."""
+
+    def __init__(self, existing: dict[str, dict[str, Any]] | None = None) -> None:
+        super().__init__(existing)
+        self.lose_next_create_answer = False
+
+    def create_contact(self, fields: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append("create")
+        for contact in self.contacts.values():
+            if contact.get("email") == fields.get("email"):
+                raise DuplicateContactError("duplicate", contact_id=contact["id"], matching_field="email", detail=None)
+        contact = {"id": f"c{len(self.contacts) + 1}", **fields}
+        self.contacts[contact["id"]] = contact
+        if self.lose_next_create_answer:
+            self.lose_next_create_answer = False
+            raise TransientError("HighLevel did not answer in time", code="timeout")
+        return dict(contact)
+
+    def get_contact(self, contact_id: str) -> dict[str, Any] | None:
+        self.calls.append("get")
+        found = self.contacts.get(contact_id)
+        return dict(found) if found else None
+
+    def find_duplicate_contact(self, *, email: str | None = None, phone: str | None = None) -> dict[str, Any] | None:
+        self.calls.append("duplicate")
+        return next((dict(c) for c in self.contacts.values() if c.get("email") == email), None)
+
+
+def index_of(*contacts: dict[str, Any]) -> ContactIndex:
+    index = ContactIndex("quickbooks", by_phone=False)
+    for contact in contacts:
+        index.add(contact)
+    return index
+
+
+def imported(crm: ImportCrm, index: ContactIndex, current: dict[str, Any] | None = None) -> Any:
+    plan = plan_contact(current or customer(), None, without_email="skip")
+    return import_contact(cast(CrmClient, crm), plan, index)
+
+
+def jane_as_written() -> dict[str, Any]:
+    """Jane's contact as HighLevel holds it after we wrote her (phone in E.164, name derived)."""
+    return {
+        "id": "c9",
+        "firstName": "Jane",
+        "lastName": "Doe",
+        "name": "Jane Doe",
+        "email": "jane@example.com",
+        "phone": "+15551234567",
+        "source": "a web form",  # not a field we compare
+        "tags": ["vip", "QuickBooks"],
+    }
+
+
+def test_a_new_contact_is_one_tagged_create() -> None:
+    crm = ImportCrm()
+    result = imported(crm, index_of())
+    assert (result.created, result.calls, crm.calls) == (True, 1, ["create"])
+    assert crm.contacts[result.contact_id]["tags"] == ["quickbooks"]
+
+
+def test_a_contact_holding_our_fields_and_the_tag_costs_nothing() -> None:
+    crm = ImportCrm({"c9": jane_as_written()})
+    result = imported(crm, index_of(jane_as_written()))
+    assert (result.contact_id, result.created, result.calls, crm.calls) == ("c9", False, 0, [])
+
+
+def test_a_changed_field_is_one_upsert_and_a_missing_tag_one_tag_call() -> None:
+    changed = {**jane_as_written(), "lastName": "Smith", "name": "Jane Smith"}
+    crm = ImportCrm({"c9": changed})
+    assert imported(crm, index_of(changed)).calls == 1 and crm.calls == ["upsert"]
+
+    untagged = {**jane_as_written(), "tags": ["vip"]}
+    crm = ImportCrm({"c9": untagged})
+    result = imported(crm, index_of(untagged))
+    assert (result.calls, result.tag_added, crm.calls) == (1, True, ["tags"])
+    assert crm.contacts["c9"]["tags"] == ["vip", "quickbooks"]
+
+
+def test_known_contact_compares_only_the_fields_we_send() -> None:
+    known = KnownContact.of(jane_as_written(), "quickbooks")
+    assert known is not None and known.tagged
+    assert not known.differs({"email": "JANE@example.com", "phone": "(555) 123-4567", "source": "QuickBooks"})
+    assert not known.differs({"name": "Jane Doe"})
+    assert known.differs({"city": "Springfield"})  # HighLevel holds no city: we would add it
+    assert known.differs({"phone": "555 123 9999"})
+
+
+def test_a_contact_created_meanwhile_is_found_through_the_duplicate_answer() -> None:
+    """The index was read before someone created Jane: the create is refused with her id, never doubled."""
+    crm = ImportCrm({"c9": {**jane_as_written(), "tags": ["vip"]}})
+    index = index_of()
+    result = imported(crm, index)
+    assert (result.contact_id, result.created) == ("c9", False)
+    assert crm.calls == ["create", "get", "tags"]  # her fields are ours already; the tag was missing
+    assert len(crm.contacts) == 1
+    assert index.find(plan_contact(customer(), None, without_email="skip")) is not None  # a twin costs nothing
+
+
+def test_a_lost_create_answer_is_looked_up_before_creating_again() -> None:
+    crm = ImportCrm()
+    crm.lose_next_create_answer = True
+    result = imported(crm, index_of())
+    assert crm.calls == ["create", "duplicate"] and len(crm.contacts) == 1
+    assert result.contact_id == "c1" and result.calls == 2
+
+    nothing_landed = ImportCrm()
+
+    def lost(fields: dict[str, Any]) -> dict[str, Any]:
+        nothing_landed.calls.append("create")
+        nothing_landed.create_contact = ImportCrm.create_contact.__get__(nothing_landed)  # type: ignore[method-assign]
+        raise TransientError("connection dropped", code="network")
+
+    nothing_landed.create_contact = lost  # type: ignore[method-assign]
+    result = imported(nothing_landed, index_of())
+    assert nothing_landed.calls == ["create", "duplicate", "create"] and result.created
+    assert len(nothing_landed.contacts) == 1
+
+
+def test_a_refused_create_is_not_looked_up() -> None:
+    class Refusing(ImportCrm):
+        def create_contact(self, fields: dict[str, Any]) -> dict[str, Any]:
+            raise TransientError("budget full", code="rate_budget")
+
+    crm = Refusing()
+    with pytest.raises(TransientError):
+        imported(crm, index_of())
+    assert crm.calls == []

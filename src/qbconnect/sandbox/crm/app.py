@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
@@ -62,6 +63,9 @@ def create_app(sandbox: CrmSandbox) -> FastAPI:
             sandbox.record_request(request.method, path, grant.resource, 400)
             return HLError(400, message).response(headers=verdict.headers)
         request.state.grant = grant
+        delay = sandbox.answer_delay()
+        if delay > 0:
+            await asyncio.sleep(delay)
         response = await call_next(request)
         response.headers.update(verdict.headers)
         sandbox.record_request(request.method, path, grant.resource, response.status_code)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 CONTACT_STRING_FIELDS = (
@@ -121,6 +122,12 @@ def _derive_names(contact: dict[str, Any]) -> None:
     contact["firstNameLowerCase"] = first.lower() or None
     contact["lastNameLowerCase"] = last.lower() or None
     contact["fullNameLowerCase"] = full.lower() or None
+
+
+def sort_key(contact: Mapping[str, Any]) -> tuple[int, str]:
+    """Search order and its ``searchAfter`` cursor: ``[dateAdded in epoch milliseconds, id]``."""
+    added = datetime.fromisoformat(str(contact["dateAdded"]).replace("Z", "+00:00"))
+    return int(added.timestamp() * 1000), str(contact["id"])
 
 
 def render(contact: Mapping[str, Any]) -> dict[str, Any]:

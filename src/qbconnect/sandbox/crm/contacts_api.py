@@ -15,6 +15,23 @@ from .state import CrmSandbox
 
 SEARCH_OPERATORS = ("eq", "not_eq", "contains", "exists", "not_exists")
 MAX_PAGE_LIMIT = 500
+MAX_PAGED_RESULTS = 10_000  # page/pageLimit pagination reaches this many; searchAfter goes further
+
+
+def _sort_descending(sort: Any, problems: list[str]) -> bool:
+    """``sort: [{field: "dateAdded", direction: "asc"|"desc"}]``; newest first when absent."""
+    if sort is None:
+        return True
+    if not isinstance(sort, list) or not all(isinstance(s, dict) for s in sort):
+        problems.append("sort must be an array of objects")
+        return True
+    for item in sort[:1]:
+        if item.get("field") != "dateAdded":
+            problems.append("sort.field: only dateAdded is supported by this emulator")
+        if item.get("direction", "desc") not in ("asc", "desc"):
+            problems.append("sort.direction must be one of the following values: asc, desc")
+        return bool(item.get("direction", "desc") == "desc")
+    return True
 
 
 def _validate(body: Any, fields: dict[str, validation.Field]) -> dict[str, Any]:
@@ -62,6 +79,8 @@ def contacts_router(sandbox: CrmSandbox) -> APIRouter:
 
     @router.post("/contacts/search")
     async def search(request: Request) -> dict[str, Any]:
+        """Search Contacts: ``page``/``pageLimit`` (up to 10,000 contacts in all) or the ``searchAfter`` cursor
+        each returned contact carries (beyond 10,000); ``sort`` by ``dateAdded`` (default newest first)."""
         body = await json_body(request)
         if not isinstance(body, dict):
             raise HLError(422, ["body must be an object"])
@@ -69,13 +88,21 @@ def contacts_router(sandbox: CrmSandbox) -> APIRouter:
         if not isinstance(location_id, str):
             raise HLError(422, ["locationId should not be empty", "locationId must be a string"])
         require_location(request, location_id)
+        search_after = body.get("searchAfter")
         page_number = body.get("page", 1)
         page_limit = body.get("pageLimit", 20)
         problems = []
+        if search_after is not None:
+            if "page" in body:
+                problems.append("page must not be sent with searchAfter")
+            if not isinstance(search_after, list) or len(search_after) != 2:
+                problems.append("searchAfter must be the array a previous search returned")
         if not isinstance(page_number, int) or page_number < 1:
             problems.append("page must not be less than 1")
         if not isinstance(page_limit, int) or not 1 <= page_limit <= MAX_PAGE_LIMIT:
             problems.append(f"pageLimit must be between 1 and {MAX_PAGE_LIMIT}")
+        elif isinstance(page_number, int) and search_after is None and page_number * page_limit > MAX_PAGED_RESULTS:
+            problems.append(f"page and pageLimit reach only {MAX_PAGED_RESULTS} contacts; use searchAfter")
         filters = body.get("filters") or []
         if not isinstance(filters, list) or not all(isinstance(f, dict) for f in filters):
             problems.append("filters must be an array of objects")
@@ -86,17 +113,26 @@ def contacts_router(sandbox: CrmSandbox) -> APIRouter:
         query = body.get("query")
         if query is not None and not isinstance(query, str):
             problems.append("query must be a string")
+        descending = _sort_descending(body.get("sort"), problems)
         if problems:
             raise HLError(422, problems)
         with sandbox.lock:
             found = [
-                rules.render(c)
+                (rules.sort_key(c), c)
                 for c in sandbox.contact_records.values()
                 if c["locationId"] == location_id and rules.matches_search(c, query, filters)
             ]
-        found.sort(key=lambda c: c["dateAdded"], reverse=True)
-        start = (page_number - 1) * page_limit
-        return {"contacts": found[start : start + page_limit], "total": len(found), "traceId": trace_id()}
+            found.sort(key=lambda pair: pair[0], reverse=descending)
+            total = len(found)
+            if search_after is not None:
+                after = (int(search_after[0]), str(search_after[1]))
+                found = [p for p in found if (p[0] < after if descending else p[0] > after)]
+                chosen = found[:page_limit]
+            else:
+                start = (page_number - 1) * page_limit
+                chosen = found[start : start + page_limit]
+            page = [{**rules.render(c), "searchAfter": [key[0], key[1]]} for key, c in chosen]
+        return {"contacts": page, "total": total, "traceId": trace_id()}
 
     @router.post("/contacts/upsert")
     async def upsert(request: Request) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import random
 import secrets
 import threading
 import uuid
@@ -68,6 +69,7 @@ class CrmSandbox:
         access_token_ttl: int = 86399,
         rate_limit: int = 100,
         rate_window_seconds: float = 10.0,
+        latency: float | tuple[float, float] = 0.0,
         sign_legacy_rsa: bool = False,
         auto_approve: bool = True,
     ) -> None:
@@ -79,6 +81,8 @@ class CrmSandbox:
         self.app_id = f"app-{client_id}"
         self.tokens = TokenStore(client_id, client_secret, access_token_ttl)
         self.limiter = BurstLimiter(rate_limit, rate_window_seconds)
+        # Seconds each API answer takes after HighLevel counted the request: fixed, or (min, max) at random.
+        self.latency: tuple[float, float] = latency if isinstance(latency, tuple) else (latency, latency)
         self._signer = WebhookSigner()
         self.webhook_public_key: str = self._signer.ed25519_public_key_b64
         self.webhook_public_key_pem: str = self._signer.ed25519_public_key_pem
@@ -117,6 +121,11 @@ class CrmSandbox:
         """Move the emulator's clock forward (token expiry, rate windows, timestamps) without sleeping."""
         with self.lock:
             self._clock_offset += timedelta(seconds=seconds)
+
+    def answer_delay(self) -> float:
+        """How long the next API answer takes (``latency``), like a real platform's processing time."""
+        low, high = self.latency
+        return random.uniform(low, high) if high > low else low
 
     # ----- locations ---------------------------------------------------------------------------------
     def add_location(

@@ -5,15 +5,17 @@
   with the links written so far after every page and every :data:`FLUSH_EVERY` customers. It holds the
   page's start position and the Id of the last customer handled, so a restart re-reads that page (plus a
   small overlap, in case customers before it were made inactive meanwhile) and skips what was done.
-  A crash between a CRM write and the commit costs nothing either: the upsert matches by email, so the
-  replay finds the contact instead of creating a second one.
+  A crash between a CRM write and the commit costs nothing either: the replay's index holds the contact
+  written before the crash, or HighLevel's duplicate answer names it, so no second contact is created.
+- Each run first reads the location's contacts into a :class:`ContactIndex` (paged ``POST /contacts/search``,
+  500 a call), then spends one call on a new customer (the tagged create), none on a contact that already
+  holds our fields and the tag, and one or two on a contact that lacks them (:func:`import_contact`).
 - No database transaction stays open while QuickBooks or HighLevel is called (SQLite's write lock would
   stall every other worker), and the lease is renewed every few seconds.
-- CRM writes run :data:`CONCURRENCY` at a time (so the network's latency does not cap the rate) and draw
-  from :data:`IMPORT_BUDGETS`, 95 requests per 10 s and at most 10 in any second — just under HighLevel's
-  100 per 10 s, and smooth: a moving window alone lets a first burst of 95 repeat every 10 s, and
-  network jitter at the edge of such a burst would show HighLevel 101 — on top of the client's shared
-  per-location budget, so the import causes no 429 and leaves room for live syncs.
+- CRM writes run :data:`CONCURRENCY` at a time (so the network's latency does not cap the rate), paced by
+  the CRM client's shared per-location budget, which follows HighLevel's own rate-limit headers
+  (``qbconnect.ratelimit``); the import may fill :data:`IMPORT_BUDGET_SHARE` of it, so live syncs of the
+  same location always find room.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from limits import parse
 from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
@@ -34,9 +35,16 @@ from qbconnect.domain import location_settings
 from qbconnect.domain.customer import normalize_email
 from qbconnect.errors import PermanentError
 from qbconnect.qbo.client import QboClient
-from qbconnect.ratelimit import Budget, RateLimiter
+from qbconnect.ratelimit import RateLimiter
 from qbconnect.sync.contacts.state import IMPORT_KEY, ContactSetup, read_state, write_state
-from qbconnect.sync.contacts.write import Action, ContactPlan, ContactWrite, plan_contact, write_contact
+from qbconnect.sync.contacts.write import (
+    Action,
+    ContactIndex,
+    ContactPlan,
+    ContactWrite,
+    import_contact,
+    plan_contact,
+)
 from qbconnect.sync.engine import jobs
 from qbconnect.sync.engine.context import JobContext, Result
 from qbconnect.sync.engine.routing import CUSTOMER_IMPORT
@@ -50,11 +58,7 @@ FLUSH_EVERY = 100  # customers between commits of links and progress inside a pa
 CONCURRENCY = 4
 LIST_CAP = 100  # entries kept in the skipped/failed lists
 HEARTBEAT_SECONDS = 10.0
-IMPORT_BUDGET = Budget("crm-import", (parse("95/10 seconds"),))
-# Drawn first, separately (a draw from several windows at once is not atomic: a refused second window
-# would waste an entry of the first): no more than 10 in any second, so the 95 spread over the window.
-IMPORT_SMOOTHING = Budget("crm-import-smooth", (parse("10/1 second"),))
-IMPORT_BUDGETS = (IMPORT_SMOOTHING, IMPORT_BUDGET)
+IMPORT_BUDGET_SHARE = 0.9  # of the location's CRM request budget; the rest stays free for live syncs
 
 
 def id_key(value: str | None) -> tuple[int, int, str]:
@@ -203,16 +207,20 @@ class CustomerImport:
         qbo: QboClient,
         crm: CrmClient,
         *,
-        limiter: RateLimiter | None,
+        limiter: RateLimiter | None = None,
         clock: Any = utcnow,
     ) -> None:
+        """``limiter`` is the one the CRM client draws from already (kept for callers that pass it)."""
         self.ctx = ctx
         self.setup = setup
         self.qbo = qbo
         self.crm = crm
+        crm.budget_share = IMPORT_BUDGET_SHARE
         self.limiter = limiter
         self.clock = clock
         self.tag = setup.settings.contact_tag
+        self.index = ContactIndex(self.tag, by_phone=setup.settings.contacts_without_email == "phone")
+        self._index_loaded = False
         self.progress = ImportProgress()
         self._pending: list[tuple[ContactPlan, ContactWrite]] = []
         self._since_flush = 0
@@ -259,6 +267,20 @@ class CustomerImport:
             if len(page) < PAGE_SIZE:
                 return
 
+    def _load_index(self) -> None:
+        """The location's contacts by email, read once per run when the first customer needs a write (a run
+        with nothing to write reads nothing; a resumed run reads them again)."""
+        if self._index_loaded:
+            return
+        self._index_loaded = True
+        self.index.load(self.crm, on_page=self._heartbeat)
+        self.progress.crm_calls += self.index.calls
+        self.ctx.log.info(
+            "contact_import.index",
+            contacts=len(self.index.emails) + len(self.index.phones),
+            calls=self.index.calls,
+        )
+
     def _heartbeat(self, *, force: bool = False) -> None:
         if force or time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
             self.ctx.heartbeat()
@@ -274,10 +296,12 @@ class CustomerImport:
         emails = [email for email in (_email_of(c) for c in todo) if email]
         with ctx.unit() as session:
             index = load_index(session, ctx.location_id, [str(c.get("Id")) for c in todo], emails)
+        plans = [self._plan(customer, index) for customer in todo]
+        if any(plan.action is Action.WRITE for plan in plans):
+            self._load_index()
         entries: list[tuple[ContactPlan, Future[ContactWrite] | None]] = []
         in_flight: dict[str, Future[ContactWrite]] = {}
-        for customer in todo:
-            plan = self._plan(customer, index)
+        for plan in plans:
             future: Future[ContactWrite] | None = None
             if plan.action is Action.WRITE:
                 # Two customers with one email must not be upserted at once (HighLevel could create two
@@ -314,7 +338,7 @@ class CustomerImport:
     def _write(self, plan: ContactPlan, after: Future[ContactWrite] | None) -> ContactWrite:
         if after is not None:
             wait([after])
-        return write_contact(self.crm, plan, tag=self.tag, limiter=self.limiter, budgets=IMPORT_BUDGETS)
+        return import_contact(self.crm, plan, self.index)
 
     @staticmethod
     def _outcome(plan: ContactPlan, future: Future[ContactWrite] | None) -> _Done:
@@ -344,8 +368,10 @@ class CustomerImport:
             progress.crm_calls += done.write.calls
             if done.write.created:
                 progress.created += 1
-            else:
+            elif done.write.calls:
                 progress.updated += 1
+            else:
+                progress.unchanged += 1  # HighLevel holds our fields and the tag already: linked, not written
         elif done.error is not None:
             progress.failed += 1
             if len(progress.failures) < LIST_CAP:
