@@ -8,20 +8,12 @@ from typing import Any, cast
 import pytest
 
 from qbconnect.crm.client import CrmClient, DuplicateContactError
+from qbconnect.domain.contact_plan import Action, ContactPlan, plan_contact
 from qbconnect.domain.customer import customer_content_hash
 from qbconnect.errors import PermanentError, TransientError
 from qbconnect.ratelimit import CRM_BUDGET, Budget, RateLimiter
 from qbconnect.sync.contacts.importer import IMPORT_BUDGET_SHARE
-from qbconnect.sync.contacts.write import (
-    Action,
-    ContactIndex,
-    ContactPlan,
-    KnownContact,
-    has_tag,
-    import_contact,
-    plan_contact,
-    write_contact,
-)
+from qbconnect.sync.contacts.write import ContactIndex, KnownContact, has_tag, import_contact, write_contact
 from qbconnect.sync.links.customers import CustomerLink
 
 

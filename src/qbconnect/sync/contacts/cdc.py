@@ -27,12 +27,12 @@ from sqlalchemy.orm import Session
 
 from qbconnect.clock import as_utc, utcnow
 from qbconnect.connections.read_budget import read_budget_state, sweep_interval_multiplier
+from qbconnect.domain.contact_plan import Action, plan_contact
 from qbconnect.domain.customer import normalize_email
 from qbconnect.qbo.client import QboClient
 from qbconnect.runtime import Runtime
 from qbconnect.sync.contacts.importer import start_customer_import
 from qbconnect.sync.contacts.state import CDC_KEY, ContactSetup, read_state, write_state
-from qbconnect.sync.contacts.write import Action, plan_contact
 from qbconnect.sync.engine import changes, jobs
 from qbconnect.sync.engine.context import JobContext, Result
 from qbconnect.sync.engine.routing import CDC_MAX_LOOKBACK, CUSTOMER, QBO_PAYMENT

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
 from qbconnect.connections.state import syncing_location_ids
+from qbconnect.domain.contact_plan import Action, plan_contact
 from qbconnect.domain.customer import normalize_email
 from qbconnect.qbo.faults import NotFound
 from qbconnect.runtime import Runtime
@@ -31,7 +32,7 @@ from qbconnect.sync.contacts.cdc import run_sweep, safety_sweep_interval, sweep_
 from qbconnect.sync.contacts.importer import CustomerImport, import_ever_completed, start_customer_import
 from qbconnect.sync.contacts.merges import merge_survivor
 from qbconnect.sync.contacts.state import CDC_KEY, ContactSetup, read_setup
-from qbconnect.sync.contacts.write import Action, plan_contact, write_contact
+from qbconnect.sync.contacts.write import write_contact
 from qbconnect.sync.engine import changes, jobs
 from qbconnect.sync.engine.context import JobContext, Result
 from qbconnect.sync.engine.registry import register, register_periodic

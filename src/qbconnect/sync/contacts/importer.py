@@ -32,19 +32,13 @@ from qbconnect.clock import utcnow
 from qbconnect.crm.client import CrmClient
 from qbconnect.db.models import Location
 from qbconnect.domain import location_settings
+from qbconnect.domain.contact_plan import Action, ContactPlan, plan_contact
 from qbconnect.domain.customer import normalize_email
 from qbconnect.errors import PermanentError
 from qbconnect.qbo.client import QboClient
 from qbconnect.ratelimit import RateLimiter
 from qbconnect.sync.contacts.state import IMPORT_KEY, ContactSetup, read_state, write_state
-from qbconnect.sync.contacts.write import (
-    Action,
-    ContactIndex,
-    ContactPlan,
-    ContactWrite,
-    import_contact,
-    plan_contact,
-)
+from qbconnect.sync.contacts.write import ContactIndex, ContactWrite, import_contact
 from qbconnect.sync.engine import jobs
 from qbconnect.sync.engine.context import JobContext, Result
 from qbconnect.sync.engine.routing import CUSTOMER_IMPORT

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qbconnect.crm.client import CrmClient
+from qbconnect.domain.contact_plan import customer_label
 from qbconnect.domain.customer import contact_fields_from_qbo_customer
 from qbconnect.errors import PermanentError
 from qbconnect.sync.links.customers import linked_contact_id
@@ -35,10 +36,6 @@ class ReviewContact:
         if not name:
             name = " ".join(str(self.contact.get(key) or "").strip() for key in ("firstName", "lastName")).strip()
         return name or str(self.contact.get("email") or self.id)
-
-
-def customer_label(customer: dict[str, Any]) -> str:
-    return str(customer.get("DisplayName") or customer.get("Id") or "the customer")
 
 
 def resolve_contact(
@@ -70,7 +67,7 @@ def resolve_contact(
             return ReviewContact(found, "phone")
     contact, _ = crm.upsert_contact(fields)
     if not contact.get("id"):
-        raise PermanentError(f"HighLevel did not return the contact it created for {customer_label(customer)}.")
+        raise PermanentError(f"The CRM did not return the contact it created for {customer_label(customer)}.")
     return ReviewContact(contact, "created")
 
 
