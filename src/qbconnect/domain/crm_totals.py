@@ -1,4 +1,4 @@
-"""The CRM's own invoice arithmetic, line by line (rule in /work/notes/CRM_TOTALS.md).
+"""The CRM's own invoice arithmetic, line by line (docs/invoices.md, "The QuickBooks invoice").
 
 Used by the mapping to split tax-inclusive lines and to know each line's discount share; the QBO
 payload is then built so that QuickBooks arrives at the same total to the cent.
