@@ -336,6 +336,8 @@ def run_demo(
     stop = stop or threading.Event()
     console = console or Console(soft_wrap=True)
     log_file = (log_file or default_log_file(port)).resolve()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.touch()  # the block and the goodbye line name it, however early the demo is stopped
     restore_signals = _install_stop_signals(stop)
     data_dir = Path(tempfile.mkdtemp(prefix="qbconnect-demo-"))
     stack: Stack | None = None

@@ -391,9 +391,11 @@ class QboClient:
         """A 429 means our pacing let too much through: the whole company backs off (the pause, returned),
         and it is logged."""
         pause = self._throttle_pause(response, retries)
+        # One shared pause: the gate's, which every request of every process waits out before it draws.
+        # (Holding the rate budget as well would turn a waited-out pause into a "budget full" failure.)
         if self._gate is not None:
             self._gate.pause(QBO_BUDGET, self.realm_id, pause)
-        if self._limiter is not None:
+        elif self._limiter is not None:
             self._limiter.penalize(QBO_BUDGET, self.realm_id, pause)
         bound.warning(
             "qbo.pacing_fault",
