@@ -357,6 +357,8 @@ class QboInvoiceBalance(Base):
     realm_id: Mapped[str] = mapped_column(String(64))
     invoice_id: Mapped[str] = mapped_column(String(64))
     customer_id: Mapped[str | None] = mapped_column(String(64))
+    customer_name: Mapped[str | None] = mapped_column(String(255))  # CustomerRef.name, for the payloads
+    bill_email: Mapped[str | None] = mapped_column(String(255))
     doc_number: Mapped[str | None] = mapped_column(String(64))
     currency: Mapped[str | None] = mapped_column(String(8))
     total: Mapped[Decimal] = mapped_column(Numeric(18, 2), default=Decimal(0))

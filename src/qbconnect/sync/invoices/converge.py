@@ -35,6 +35,7 @@ from qbconnect.qbo.faults import DuplicateDocNumber, NotFound, QboFault, StaleOb
 from qbconnect.sync.engine.context import JobContext
 from qbconnect.sync.links.invoices import InvoiceLink, save_invoice
 from qbconnect.sync.lookup import refused, request_id
+from qbconnect.sync.workflows.observe import observe_invoice_write
 
 MAX_STALE_RETRIES = 3
 
@@ -62,6 +63,12 @@ class Convergence:
         known = known_invoice(self.state)
         if known is not None:
             self.link.sync_token = known.sync_token
+            ctx, realm = self.ctx, self.state.realm_id  # the invoice balance the workflows read (docs/workflows.md)
+            if realm:
+                env = ctx.runtime.settings.qbo_environment
+                observe_invoice_write(
+                    ctx.session, ctx.location_id, realm, known, voided=self.state.voided, environment=env
+                )
         save_invoice(self.ctx.session, self.ctx.location_id, self.link)
 
     def _remember(self, answer: Mapping[str, Any]) -> QboInvoice:

@@ -90,6 +90,8 @@ def upgrade() -> None:
         sa.Column("realm_id", sa.String(length=64), nullable=False),
         sa.Column("invoice_id", sa.String(length=64), nullable=False),
         sa.Column("customer_id", sa.String(length=64), nullable=True),
+        sa.Column("customer_name", sa.String(length=255), nullable=True),
+        sa.Column("bill_email", sa.String(length=255), nullable=True),
         sa.Column("doc_number", sa.String(length=64), nullable=True),
         sa.Column("currency", sa.String(length=8), nullable=True),
         sa.Column("total", sa.Numeric(precision=18, scale=2), nullable=False),
