@@ -17,6 +17,7 @@ from .invoices_api import invoices_router
 from .oauth_api import oauth_router
 from .payments_api import payments_router
 from .state import CrmSandbox
+from .workflows import workflows_router
 
 # The ``Version`` header each API family requires (openapi/v2/apps/*.json).
 API_VERSIONS = {
@@ -24,6 +25,7 @@ API_VERSIONS = {
     "invoices": "2021-07-28",
     "payments": "2021-07-28",
     "conversations": "2021-04-15",
+    "workflows-marketplace": "2021-07-28",  # a trigger's targetUrl [inferred: HighLevel names none]
 }
 
 
@@ -91,5 +93,6 @@ def create_app(sandbox: CrmSandbox) -> FastAPI:
     app.include_router(conversations_router(sandbox))
     app.include_router(control_router(sandbox))
     app.include_router(build_custom_page_router(sandbox))
+    app.include_router(workflows_router(sandbox))
 
     return app
