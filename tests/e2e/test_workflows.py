@@ -22,9 +22,11 @@ from qbconnect.sync.workflows.catalogue import (
     INVOICE_OVERDUE,
     INVOICE_PAID,
     PAYMENT_RECEIVED,
+    TRIGGERS,
 )
 from qbconnect.sync.workflows.handler import overdue_pass
 from tests.support.stack_fixtures import Connected, connected, stack  # noqa: F401
+from tests.sync.workflows.shapes import shape
 
 
 def customer(c: Connected, given: str, email: str) -> str:
@@ -189,6 +191,7 @@ def test_paid_invoice_and_payment_fire_once_each_under_redelivery(connected: Con
     change_check(c)  # an overlapping change query reports the same objects again
 
     (body,) = received(c, paid)
+    assert shape(body) == shape(TRIGGERS[INVOICE_PAID].sample)  # the published sample's shape
     assert body["event"]["type"] == INVOICE_PAID
     assert body["invoice"]["id"] == invoice_id and body["invoice"]["balance"] == "0.00"
     assert body["invoice"]["total"] == "120.00"
@@ -196,6 +199,7 @@ def test_paid_invoice_and_payment_fire_once_each_under_redelivery(connected: Con
     assert body["contact"]["id"] and body["contactId"] == body["contact"]["id"]
     assert c.stack.crm.contact(body["contactId"])["email"] == "ann@example.com"
     (money_in,) = received(c, payments)
+    assert shape(money_in) == shape(TRIGGERS[PAYMENT_RECEIVED].sample)
     assert money_in["payment"]["id"] == payment_id and money_in["payment"]["amount"] == "120.00"
     assert money_in["payment"]["invoiceIds"] == [invoice_id]
     assert money_in["event"]["id"] != body["event"]["id"]
@@ -222,6 +226,7 @@ def test_customer_created_carries_the_new_contact(connected: Connected) -> None:
     bo = customer(c, "Bo", "bo@example.com")
     run(c)
     (body,) = received(c, trigger)
+    assert shape(body) == shape(TRIGGERS[CUSTOMER_CREATED].sample)
     assert body["customer"]["id"] == bo and body["customer"]["name"] == "Bo Tester"
     assert body["customer"]["createdAt"].endswith("Z")
     assert c.stack.crm.contact(body["contactId"])["email"] == "bo@example.com"
@@ -252,6 +257,7 @@ def test_overdue_stages_fire_once_each_never_for_paid_or_voided(connected: Conne
     stages = [(b["invoice"]["id"], b["overdue"]["stage"], b["overdue"]["daysOverdue"]) for b in received(c, trigger)]
     assert stages == [(late, "1", 2), (late, "7", 7), (late, "30", 30)]
     first = received(c, trigger)[0]
+    assert shape(first) == shape(TRIGGERS[INVOICE_OVERDUE].sample)
     assert first["overdue"]["amount"] == "300.00" and first["invoice"]["balance"] == "300.00"
     assert first["invoice"]["url"].endswith(f"txnId={late}")
 
