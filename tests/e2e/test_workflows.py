@@ -335,3 +335,13 @@ def test_balance_action_refuses_calls_without_the_shared_secret(connected: Conne
     body = {"data": {}, "extras": {"locationId": c.location_id, "contactId": "x"}, "meta": {"key": "k"}}
     answer = httpx.post(f"{c.stack.service_url}/workflows/crm/actions/balance", json=body)
     assert answer.status_code == 401
+
+
+def test_the_demo_shows_a_workflow_firing_on_an_overdue_invoice(connected: Connected) -> None:  # noqa: F811
+    from qbconnect.demo_workflows import show_overdue_workflow
+
+    c = connected
+    body = show_overdue_workflow(c.stack, c.location_id, c.realm_id)
+    assert body["event"]["type"] == INVOICE_OVERDUE
+    assert (body["overdue"]["stage"], body["overdue"]["daysOverdue"], body["overdue"]["amount"]) == ("7", 8, "245.00")
+    assert body["customer"]["name"] == "Olive Late" and body["contactId"]
