@@ -345,3 +345,20 @@ def test_the_demo_shows_a_workflow_firing_on_an_overdue_invoice(connected: Conne
     assert body["event"]["type"] == INVOICE_OVERDUE
     assert (body["overdue"]["stage"], body["overdue"]["daysOverdue"], body["overdue"]["amount"]) == ("7", 8, "245.00")
     assert body["customer"]["name"] == "Olive Late" and body["contactId"]
+
+
+def test_the_settings_page_lists_the_triggers_and_the_action(connected: Connected) -> None:  # noqa: F811
+    import html
+
+    from qbconnect.sync.workflows.catalogue import BALANCE
+
+    c = connected
+    page = httpx.get(
+        f"{c.stack.service_url}/settings/integrations",
+        params={"location_id": c.location_id},
+        headers={"Authorization": f"Bearer {c.stack.settings.secret('admin_token')}"},
+    )
+    assert page.status_code == 200
+    section = page.text.split('id="workflows"', 1)[1].split("</section>", 1)[0]
+    for spec in (*TRIGGERS.values(), BALANCE):
+        assert html.escape(spec.name) in section and html.escape(spec.how_to) in section
