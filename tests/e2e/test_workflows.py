@@ -362,3 +362,48 @@ def test_the_settings_page_lists_the_triggers_and_the_action(connected: Connecte
     section = page.text.split('id="workflows"', 1)[1].split("</section>", 1)[0]
     for spec in (*TRIGGERS.values(), BALANCE):
         assert html.escape(spec.name) in section and html.escape(spec.how_to) in section
+
+
+# ---------------------------------------------------------------------------------------------- balance fields
+
+
+def test_balance_fields_are_written_only_when_a_value_changes(connected: Connected) -> None:  # noqa: F811
+    from qbconnect.db.models import Location
+
+    c = connected
+    with c.stack.runtime.sessions.begin() as session:
+        location = session.get(Location, c.location_id)
+        assert location is not None
+        location.settings = {**(location.settings or {}), "workflow_balance_fields": True}
+    today = utcnow().date()
+    ann = customer(c, "Ann", "ann@example.com")
+    run(c)  # the customer's contact
+    late = invoice(c, ann, "300.00", due=today - timedelta(days=3))
+    invoice(c, ann, "20.00", due=today + timedelta(days=3))
+    change_check(c)
+
+    def contact_writes() -> list[Any]:
+        return [r for r in c.stack.crm.request_log if r.method == "PUT" and r.path.startswith("/contacts/")]
+
+    contact = c.stack.crm.find_by_email(c.location_id, "ann@example.com")
+    assert contact is not None
+    fields = {f["name"]: f["id"] for f in c.stack.crm.workflows.custom_fields[c.location_id]}
+    assert set(fields) == {"QuickBooks open balance", "QuickBooks overdue"}
+    values = {f["id"]: f["value"] for f in c.stack.crm.contact(contact["id"])["customFields"]}
+    assert values[fields["QuickBooks open balance"]] == "320.00"
+    assert values[fields["QuickBooks overdue"]] == "300.00"
+    writes = len(contact_writes())
+
+    change_check(c)  # nothing changed in QuickBooks: no CRM call
+    with c.stack.runtime.sessions.begin() as session:
+        from qbconnect.sync.workflows.fields import refresh_location
+
+        assert refresh_location(session, c.location_id) == 0
+    assert len(contact_writes()) == writes
+
+    pay(c, ann, late, "300.00")
+    run(c)
+    values = {f["id"]: f["value"] for f in c.stack.crm.contact(contact["id"])["customFields"]}
+    assert (values[fields["QuickBooks open balance"]], values[fields["QuickBooks overdue"]]) == ("20.00", "0.00")
+    assert len(contact_writes()) == writes + 1
+    assert len(c.stack.crm.workflows.custom_fields[c.location_id]) == 2  # created once

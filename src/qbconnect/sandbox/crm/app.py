@@ -17,7 +17,7 @@ from .invoices_api import invoices_router
 from .oauth_api import oauth_router
 from .payments_api import payments_router
 from .state import CrmSandbox
-from .workflows import workflows_router
+from .workflows import custom_fields_router, workflows_router
 
 # The ``Version`` header each API family requires (openapi/v2/apps/*.json).
 API_VERSIONS = {
@@ -26,6 +26,7 @@ API_VERSIONS = {
     "payments": "2021-07-28",
     "conversations": "2021-04-15",
     "workflows-marketplace": "2021-07-28",  # a trigger's targetUrl [inferred: HighLevel names none]
+    "locations": "2021-07-28",  # contact custom fields (workflows.py)
 }
 
 
@@ -94,5 +95,6 @@ def create_app(sandbox: CrmSandbox) -> FastAPI:
     app.include_router(control_router(sandbox))
     app.include_router(build_custom_page_router(sandbox))
     app.include_router(workflows_router(sandbox))
+    app.include_router(custom_fields_router(sandbox))
 
     return app

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from fastapi import APIRouter, Request
 
-from .apiutil import NO_ACCESS, grant_of, json_body
+from .apiutil import NO_ACCESS, grant_of, json_body, require_location
 from .common import object_id, short_id
 from .errors import HLError
 
@@ -89,6 +89,8 @@ class MarketplaceWorkflows:
         self.uses: dict[str, TriggerUse] = {}
         self.executions: list[Execution] = []
         self.fail_next: list[int] = []  # statuses the next target-URL calls answer with (then normal)
+        # Contact custom fields per location (``/locations/:id/customFields``), which the balance fields use.
+        self.custom_fields: dict[str, list[dict[str, Any]]] = {}
         self.lock = threading.RLock()
         self._http = httpx.Client(timeout=10.0)
 
@@ -203,5 +205,40 @@ def workflows_router(sandbox: CrmSandbox) -> APIRouter:
         if app_id != sandbox.app_id:
             raise HLError(404, "Trigger not found")
         return sandbox.workflows.execute(grant.location_id, trigger_id, await json_body(request))
+
+    return router
+
+
+def custom_fields_router(sandbox: CrmSandbox) -> APIRouter:
+    """``/locations/:locationId/customFields`` (Version 2021-07-28): list and create contact custom fields."""
+    router = APIRouter(prefix="/locations/{location_id}/customFields")
+
+    @router.get("")
+    async def list_fields(location_id: str, request: Request) -> dict[str, Any]:
+        require_location(request, location_id)
+        model = request.query_params.get("model")
+        with sandbox.workflows.lock:
+            found = [f for f in sandbox.workflows.custom_fields.get(location_id, []) if model in (None, f["model"])]
+            return {"customFields": copy.deepcopy(found)}
+
+    @router.post("")
+    async def create_field(location_id: str, request: Request) -> dict[str, Any]:
+        require_location(request, location_id)
+        body = await json_body(request)
+        if not isinstance(body, dict) or not body.get("name") or not body.get("dataType"):
+            raise HLError(422, ["name should not be empty", "dataType should not be empty"])
+        key = "contact." + "_".join(str(body["name"]).lower().split())
+        field = {
+            "id": short_id(),
+            "name": str(body["name"]),
+            "fieldKey": key,
+            "dataType": str(body["dataType"]),
+            "model": str(body.get("model") or "contact"),
+            "locationId": location_id,
+            "position": 0,
+        }
+        with sandbox.workflows.lock:
+            sandbox.workflows.custom_fields.setdefault(location_id, []).append(field)
+        return {"customField": copy.deepcopy(field)}
 
     return router

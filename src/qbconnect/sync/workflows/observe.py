@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from qbconnect.clock import as_utc
 from qbconnect.domain.qbo_models import QboInvoice
-from qbconnect.sync.workflows import balances, payloads
+from qbconnect.sync.workflows import balances, fields, payloads
 from qbconnect.sync.workflows.catalogue import CUSTOMER_CREATED, INVOICE_PAID, PAYMENT_RECEIVED
 from qbconnect.sync.workflows.store import company_facts, record_event
 
@@ -200,6 +200,7 @@ def observe_changes(
     for customer in live.values():
         if _is_new(customer, connected_at):
             observer.customer(customer)
+    fields.enqueue_changed(session, location_id, observer.changed_customers, reason="QuickBooks invoices changed")
     return observer.changed_customers
 
 
@@ -217,4 +218,5 @@ def observe_invoice_write(
     seen = balances.InvoiceSeen.from_invoice(invoice, voided=voided)
     obj = {**invoice.raw, "Balance": str(invoice.balance), "TotalAmt": str(invoice.total)}
     observer.invoice(seen, obj, {}, new=True)
+    fields.enqueue_changed(session, location_id, observer.changed_customers, reason="QuickBooks invoice changed")
     return observer.changed_customers

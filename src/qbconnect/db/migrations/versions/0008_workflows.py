@@ -50,9 +50,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_workflow_subscriptions")),
         sa.UniqueConstraint("location_id", "trigger_id", name="uq_workflow_subscriptions_trigger"),
     )
-    op.create_index(
-        "ix_workflow_subscriptions_key", "workflow_subscriptions", ["location_id", "trigger_key", "active"]
-    )
+    op.create_index("ix_workflow_subscriptions_key", "workflow_subscriptions", ["location_id", "trigger_key", "active"])
     op.create_table(
         "workflow_events",
         sa.Column("id", _PK, autoincrement=True, nullable=False),
@@ -80,9 +78,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_workflow_deliveries")),
         sa.UniqueConstraint("subscription_id", "event_id", name="uq_workflow_deliveries_pair"),
     )
-    op.create_index(
-        op.f("ix_workflow_deliveries_location_id"), "workflow_deliveries", ["location_id"], unique=False
-    )
+    op.create_index(op.f("ix_workflow_deliveries_location_id"), "workflow_deliveries", ["location_id"], unique=False)
     op.create_table(
         "qbo_invoice_balances",
         sa.Column("id", _PK, autoincrement=True, nullable=False),
