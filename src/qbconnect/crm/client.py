@@ -49,6 +49,9 @@ API_VERSIONS: Mapping[str, str] = {
     "payments": VERSION_2021_07_28,
     "locations": VERSION_2021_07_28,
     "conversations": VERSION_2021_04_15,
+    # A Marketplace trigger's targetUrl (``/workflows-marketplace/triggers/execute/…``); HighLevel's docs
+    # name no Version for it [inferred: the long-standing one].
+    "workflows-marketplace": VERSION_2021_07_28,
 }
 
 ALT_TYPE_LOCATION = "location"
@@ -341,6 +344,37 @@ class CrmClient:
             if html is not None:
                 payload["html"] = html
         return self._call("POST", "/conversations/messages", family="conversations", json=payload, may_duplicate=True)
+
+    # ---- workflows (Marketplace triggers) and custom fields ----------------------------------------
+
+    def fire_workflow_trigger(self, target_url: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """POST the trigger's data to a workflow's ``targetUrl`` (as HighLevel's Subscription URL gave it).
+
+        Only a URL on this client's API base is called (a subscription body names the URL; the location's
+        token must never go elsewhere). Never retried once it may have reached HighLevel."""
+        prefix = f"{self.api_base}/workflows-marketplace/"
+        if not target_url.startswith(prefix) or ".." in target_url or any(c in target_url for c in "#\\ \r\n"):
+            raise ValueError("the trigger's target URL is not on HighLevel's API")
+        path = target_url[len(self.api_base) :]
+        return self._call("POST", path, family="workflows-marketplace", json=dict(payload), may_duplicate=True)
+
+    def contact_custom_fields(self) -> list[dict[str, Any]]:
+        """GET /locations/:locationId/customFields?model=contact: the location's contact custom fields."""
+        body = self._call(
+            "GET", f"/locations/{_seg(self.location_id)}/customFields", family="locations", params={"model": "contact"}
+        )
+        return _dict_list(body.get("customFields"))
+
+    def create_contact_custom_field(self, name: str, data_type: str) -> dict[str, Any]:
+        """POST /locations/:locationId/customFields (model ``contact``). Not retried once it may have applied."""
+        body = self._call(
+            "POST",
+            f"/locations/{_seg(self.location_id)}/customFields",
+            family="locations",
+            json={"name": name, "dataType": data_type, "model": "contact"},
+            may_duplicate=True,
+        )
+        return _dict(body.get("customField"))
 
     # ---- plumbing ---------------------------------------------------------------------------------
 

@@ -293,3 +293,108 @@ class QboReadCount(Base):
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # read|query|cdc
     reads: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# ---- QuickBooks in the CRM's workflows (sync/workflows/, docs/workflows.md) ------------------------------
+
+
+class WorkflowSubscription(Base):
+    """A CRM workflow that uses one of the app's triggers, as HighLevel's Subscription URL reported it:
+    ``triggerData.id`` (the trigger's id in that workflow) and ``targetUrl`` (where firing it is sent)."""
+
+    __tablename__ = "workflow_subscriptions"
+    __table_args__ = (
+        UniqueConstraint("location_id", "trigger_id", name="uq_workflow_subscriptions_trigger"),
+        Index("ix_workflow_subscriptions_key", "location_id", "trigger_key", "active"),
+    )
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    location_id: Mapped[str] = mapped_column(String(64))
+    trigger_key: Mapped[str] = mapped_column(String(64))
+    trigger_id: Mapped[str] = mapped_column(String(128))
+    workflow_id: Mapped[str | None] = mapped_column(String(128))
+    company_id: Mapped[str | None] = mapped_column(String(64))
+    target_url: Mapped[str] = mapped_column(Text)
+    filters: Mapped[list[Any]] = mapped_column(JSONDoc, default=list)
+    version: Mapped[str | None] = mapped_column(String(32))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WorkflowEvent(Base):
+    """One QuickBooks event a trigger reports (an invoice paid, a payment, an overdue stage, a customer),
+    once per location ever: ``event_key`` names it (``invoice_paid:<realm>:<invoice id>``, …)."""
+
+    __tablename__ = "workflow_events"
+    __table_args__ = (UniqueConstraint("location_id", "event_key", name="uq_workflow_events_key"),)
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    location_id: Mapped[str] = mapped_column(String(64))
+    trigger_key: Mapped[str] = mapped_column(String(64))
+    event_key: Mapped[str] = mapped_column(String(255))
+    realm_id: Mapped[str] = mapped_column(String(64))
+    qbo_customer_id: Mapped[str | None] = mapped_column(String(64))
+    facts: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=json_default)  # what the payload is built from
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WorkflowDelivery(Base):
+    """One event sent to one subscription: unique per (subscription, event), so never twice.
+    ``state``: pending | sending (claimed; the call may be under way) | sent | unknown | failed | skipped."""
+
+    __tablename__ = "workflow_deliveries"
+    __table_args__ = (UniqueConstraint("subscription_id", "event_id", name="uq_workflow_deliveries_pair"),)
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    location_id: Mapped[str] = mapped_column(String(64), index=True)
+    subscription_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    event_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    detail: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class QboInvoiceBalance(Base):
+    """A QuickBooks invoice as the product last saw it (its own writes, the change query's objects): what
+    the balance action, the overdue pass and the contact balance fields read, without a QuickBooks call."""
+
+    __tablename__ = "qbo_invoice_balances"
+    __table_args__ = (
+        UniqueConstraint("location_id", "realm_id", "invoice_id", name="uq_qbo_invoice_balances_invoice"),
+        Index("ix_qbo_invoice_balances_customer", "location_id", "customer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    location_id: Mapped[str] = mapped_column(String(64))
+    realm_id: Mapped[str] = mapped_column(String(64))
+    invoice_id: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str | None] = mapped_column(String(64))
+    customer_name: Mapped[str | None] = mapped_column(String(255))  # CustomerRef.name, for the payloads
+    bill_email: Mapped[str | None] = mapped_column(String(255))
+    doc_number: Mapped[str | None] = mapped_column(String(64))
+    currency: Mapped[str | None] = mapped_column(String(8))
+    total: Mapped[Decimal] = mapped_column(Numeric(18, 2), default=Decimal(0))
+    balance: Mapped[Decimal] = mapped_column(Numeric(18, 2), default=Decimal(0))
+    txn_date: Mapped[str | None] = mapped_column(String(10))
+    due_date: Mapped[str | None] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | paid | voided | deleted
+    qbo_updated: Mapped[str | None] = mapped_column(String(40))  # MetaData.LastUpdatedTime as seen
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class ContactBalanceFields(Base):
+    """The QuickBooks balance values last written to a contact's custom fields (written only on change)."""
+
+    __tablename__ = "contact_balance_fields"
+    __table_args__ = (UniqueConstraint("location_id", "contact_id", name="uq_contact_balance_fields_contact"),)
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    location_id: Mapped[str] = mapped_column(String(64))
+    contact_id: Mapped[str] = mapped_column(String(64))
+    open_balance: Mapped[str | None] = mapped_column(String(32))
+    overdue: Mapped[str | None] = mapped_column(String(32))
+    written_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -51,6 +51,8 @@ class LocationSettings(BaseModel):
     # Contacts from QuickBooks.
     contacts_without_email: Literal["skip", "phone"] = "skip"
     contact_tag: str = Field(default="quickbooks", min_length=1, max_length=64)
+    # Workflows: keep "QuickBooks open balance" / "QuickBooks overdue" custom fields on linked contacts.
+    workflow_balance_fields: bool = False
 
     @field_validator("receipt_kinds_disabled")
     @classmethod

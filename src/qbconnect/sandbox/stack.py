@@ -227,6 +227,9 @@ def start_stack(
     qbo.webhook_url = f"{service_url}/webhooks/qbo"
     crm.webhook_url = f"{service_url}/webhooks/crm"
     crm.custom_page.url = f"{service_url}/sso/crm"
+    crm.workflows.api_base = crm_server.base_url  # the app's workflow trigger and action URLs (docs/workflows.md)
+    crm.workflows.subscription_url = f"{service_url}/workflows/crm/subscription"
+    crm.workflows.action_url = f"{service_url}/workflows/crm/actions/balance"
     return Stack(
         runtime=runtime,
         qbo=qbo,

@@ -10,8 +10,10 @@ from qbconnect.sync.invoices import handler as invoices
 from qbconnect.sync.keepalive import handler as keepalive
 from qbconnect.sync.receipts import handler as receipts
 from qbconnect.sync.reviews import handler as reviews
+from qbconnect.sync.workflows import fields as workflow_fields
+from qbconnect.sync.workflows import handler as workflows
 
-HANDLER_MODULES = (invoices, receipts, contacts, reviews, keepalive)
+HANDLER_MODULES = (invoices, receipts, contacts, reviews, keepalive, workflows, workflow_fields)
 
 
 def load_handlers() -> tuple[ModuleType, ...]:

@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 
 from qbconnect.runtime import Runtime
-from qbconnect.web import api, auth, health, oauth, pages, security, sso, webhooks
+from qbconnect.web import api, auth, health, oauth, pages, security, sso, webhooks, workflows
 from qbconnect.web.limits import MAX_BODY_BYTES, BodySizeLimit
 from qbconnect.web.templating import STATIC_DIR
 from qbconnect.worker import Queue, Ticker, start_consumer
@@ -48,6 +48,7 @@ def create_app(runtime: Runtime, *, queue: Queue | None = None, run_worker: bool
     app.state.queue = queue
     app.include_router(health.router)
     app.include_router(webhooks.router)
+    app.include_router(workflows.router)
     app.include_router(auth.router)
     app.include_router(sso.router)
     app.include_router(oauth.router)

@@ -9,6 +9,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
+from qbconnect.sync.workflows.catalogue import BALANCE, TRIGGERS
+
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -32,3 +34,6 @@ def _day(value: datetime | None) -> str:
 
 templates.env.filters["when"] = _when
 templates.env.filters["day"] = _day
+# The app's workflow triggers and action, listed on the settings page (docs/workflows.md).
+templates.env.globals["workflow_triggers"] = tuple(TRIGGERS.values())
+templates.env.globals["workflow_action"] = BALANCE

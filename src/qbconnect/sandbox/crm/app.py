@@ -18,6 +18,7 @@ from .invoices_api import invoices_router
 from .oauth_api import oauth_router
 from .payments_api import payments_router
 from .state import CrmSandbox
+from .workflows import custom_fields_router, workflows_router
 
 # The ``Version`` header each API family requires (openapi/v2/apps/*.json).
 API_VERSIONS = {
@@ -25,6 +26,8 @@ API_VERSIONS = {
     "invoices": "2021-07-28",
     "payments": "2021-07-28",
     "conversations": "2021-04-15",
+    "workflows-marketplace": "2021-07-28",  # a trigger's targetUrl [inferred: HighLevel names none]
+    "locations": "2021-07-28",  # contact custom fields (workflows.py)
 }
 
 
@@ -95,5 +98,7 @@ def create_app(sandbox: CrmSandbox) -> FastAPI:
     app.include_router(conversations_router(sandbox))
     app.include_router(control_router(sandbox))
     app.include_router(build_custom_page_router(sandbox))
+    app.include_router(workflows_router(sandbox))
+    app.include_router(custom_fields_router(sandbox))
 
     return app

@@ -32,6 +32,7 @@ from .webhooks import (
     encode_body,
     signed_headers,
 )
+from .workflows import MarketplaceWorkflows
 
 DND_CHANNELS = ("Call", "Email", "SMS", "WhatsApp", "GMB", "FB")
 
@@ -112,6 +113,7 @@ class CrmSandbox:
         self._delivery: DeliveryThread | None = None
         self._http = httpx.Client(timeout=10.0)
         self._flush_lock = threading.Lock()
+        self.workflows = MarketplaceWorkflows(self)  # the app's workflow triggers and action (workflows.py)
 
     # ----- clock -------------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -740,6 +742,7 @@ class CrmSandbox:
     def close(self) -> None:
         self.stop_webhook_delivery()
         self._http.close()
+        self.workflows.close()
 
 
 def _date_text(value: Any) -> str:

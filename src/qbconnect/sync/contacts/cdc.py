@@ -37,6 +37,7 @@ from qbconnect.sync.engine import changes, jobs
 from qbconnect.sync.engine.context import JobContext, Result
 from qbconnect.sync.engine.routing import CDC_MAX_LOOKBACK, CUSTOMER, QBO_PAYMENT
 from qbconnect.sync.links.customers import load_index
+from qbconnect.sync.workflows.observe import observe_changes as observe_for_workflows
 
 CDC_ENTITIES = ("Customer", "Payment", "Invoice")
 OVERLAP = timedelta(minutes=5)
@@ -131,6 +132,9 @@ def run_sweep(ctx: JobContext, setup: ContactSetup, qbo: QboClient) -> Result:
         return Result(counts.summary(since))
 
     changed, server_time = qbo.cdc(list(CDC_ENTITIES), since)
+    # Invoice balances and workflow triggers (docs/workflows.md) from the same answer: no read of their own.
+    environment = ctx.runtime.settings.qbo_environment
+    observe_for_workflows(session, location_id, setup.realm_id, setup.connected_at, changed, environment=environment)
     customers = changed.get("Customer", [])
     payments = changed.get("Payment", [])
     if import_on:

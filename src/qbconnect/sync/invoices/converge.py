@@ -40,6 +40,7 @@ from qbconnect.sync.engine.routing import QBO_PAYMENT
 from qbconnect.sync.links.echoes import remember_payment
 from qbconnect.sync.links.invoices import InvoiceLink, save_invoice
 from qbconnect.sync.lookup import refused, request_id
+from qbconnect.sync.workflows.observe import observe_invoice_write
 
 MAX_STALE_RETRIES = 3
 
@@ -67,6 +68,12 @@ class Convergence:
         known = known_invoice(self.state)
         if known is not None:
             self.link.sync_token = known.sync_token
+            ctx, realm = self.ctx, self.state.realm_id  # the invoice balance the workflows read (docs/workflows.md)
+            if realm:
+                env = ctx.runtime.settings.qbo_environment
+                observe_invoice_write(
+                    ctx.session, ctx.location_id, realm, known, voided=self.state.voided, environment=env
+                )
         save_invoice(self.ctx.session, self.ctx.location_id, self.link)
 
     def _remember(self, answer: Mapping[str, Any]) -> QboInvoice:

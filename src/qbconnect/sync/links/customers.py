@@ -383,3 +383,22 @@ def claim_customer(
         row.data = {"realm_id": realm_id}
         session.flush()
     return CustomerLink.of(row)
+
+
+def customer_ids_for_contact(session: Session, location_id: str, contact_id: str) -> list[str]:
+    """Every QuickBooks customer the contact stands for: the customer of its link (and of its per-currency
+    links, ``<contact id>|<CURRENCY>``) and the customers kept as their aliases (the workflow balance)."""
+    rows = session.execute(
+        select(Link).where(
+            Link.location_id == location_id,
+            Link.kind == LINK_KIND,
+            (Link.crm_id == contact_id) | Link.crm_id.startswith(f"{contact_id}|", autoescape=True),
+        )
+    ).scalars()
+    found: list[str] = []
+    for row in rows:
+        link = CustomerLink.of(row)
+        for qbo_id in (link.qbo_id, *link.aliases):
+            if qbo_id and qbo_id not in found:
+                found.append(qbo_id)
+    return found
