@@ -32,6 +32,7 @@ from rich.live import Live
 from rich.spinner import Spinner
 
 from qbconnect.db.models import Location
+from qbconnect.demo_workflows import show_overdue_workflow
 from qbconnect.logs import configure_logging
 from qbconnect.sandbox.stack import Stack, start_stack
 
@@ -349,6 +350,7 @@ def run_demo(
                 stack = _start(port, data_dir)
                 info = _connect_demo_location(stack, data_dir, log_file)
                 print_block(console, info)
+                _show_workflow(stack, info)
                 _play(stack, info, stop, interval, console)
             except Exception as exc:  # the details go to the log; the terminal gets one line
                 log.exception("demo.failed")
@@ -426,6 +428,18 @@ def _connect_demo_location(stack: Stack, data_dir: Path, log_file: Path) -> Demo
         data_dir=data_dir,
         log_file=log_file,
     )
+
+
+def _show_workflow(stack: Stack, info: DemoInfo) -> None:
+    """A CRM workflow on the "QuickBooks invoice overdue" trigger fires once (docs/workflows.md); what its
+    target URL received goes to the log. A failure here is logged and the demo goes on."""
+    try:
+        received = show_overdue_workflow(stack, info.location_id, info.realm_id)
+    except Exception:
+        log.exception("demo.workflow_failed")
+        return
+    event = received.get("event") if isinstance(received, dict) else None
+    log.info("demo.workflow_fired", trigger="QuickBooks invoice overdue", workflow_event=event)
 
 
 def _play(stack: Stack, info: DemoInfo, stop: threading.Event, interval: float, console: Console) -> None:

@@ -94,6 +94,11 @@ def test_demo_serves_health_and_syncs_its_traffic(tmp_path: Path) -> None:
         framed = httpx.get(crm_page[1], timeout=5)
         assert framed.status_code == 200 and f"{base}/sso/crm" in framed.text
 
+        # A CRM workflow on the "QuickBooks invoice overdue" trigger fired once (docs/workflows.md).
+        while '"event": "demo.workflow_fired"' not in log_file.read_text():
+            assert '"event": "demo.workflow_failed"' not in log_file.read_text(), log_file.read_text()[-3000:]
+            assert time.monotonic() < deadline + 120, log_file.read_text()[-3000:]
+            time.sleep(0.5)
         # The traffic went to the log file, not to the terminal: the block is the last thing on screen.
         logged = log_file.read_text()
         assert '"event": "demo.action"' in logged and '"event": "job.finished"' in logged
