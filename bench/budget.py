@@ -21,7 +21,7 @@ the QuickBooks emulator's request record.
     python -m bench budget
     BENCH_BUDGET_SCALE=0.1 python -m bench budget      # a tenth of the events (a quick look)
     BENCH_BUDGET_DAYS=2 BENCH_BUDGET_SCALE=0.02 python -m bench budget   # the smoke test's size
-    BENCH_LATENCY=0 python -m bench budget             # emulators answering at once (read counts are the same)
+    BENCH_PLATFORM_LATENCY=0 python -m bench budget    # emulators answering at once (read counts are the same)
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def month_start(now: datetime) -> datetime:
 
 def main() -> dict[str, Any]:
     scale = float(os.environ.get("BENCH_BUDGET_SCALE", "1"))
-    latency = os.environ.get("BENCH_LATENCY", "1") != "0"
+    latency = os.environ.get("BENCH_PLATFORM_LATENCY", "1") != "0"
     with bench_stack(**platform_options(latency=latency)) as stack:
         results = _run(stack, scale)
     results["latency"] = latency_note(latency=latency)

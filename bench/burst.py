@@ -15,7 +15,7 @@ p50/p99 and webhooks/s during the burst; 429 answers from either platform. Each 
     python -m bench burst                                   # N=300, concurrency 20
     BENCH_BURST_INVOICES=50 BENCH_BURST_CONCURRENCY=10 python -m bench burst
     BENCH_WORKER_THREADS=8 python -m bench burst            # what the worker's thread count changes
-    BENCH_LATENCY=0 python -m bench burst                   # emulators answering at once (not a figure)
+    BENCH_PLATFORM_LATENCY=0 python -m bench burst          # emulators answering at once (not a figure)
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def main() -> dict[str, Any]:
     count = int(os.environ.get("BENCH_BURST_INVOICES", "300"))
     concurrency = int(os.environ.get("BENCH_BURST_CONCURRENCY", "20"))
     customers = int(os.environ.get("BENCH_BURST_CUSTOMERS", "50"))
-    latency = os.environ.get("BENCH_LATENCY", "1") != "0"
+    latency = os.environ.get("BENCH_PLATFORM_LATENCY", "1") != "0"
     threads = os.environ.get("BENCH_WORKER_THREADS")  # default: the product's QBCONNECT_WORKER_THREADS
     overrides = {"worker_threads": int(threads)} if threads else {}
     options = platform_options(latency=latency)

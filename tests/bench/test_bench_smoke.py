@@ -15,7 +15,7 @@ from bench import budget, burst
 @pytest.fixture(autouse=True)
 def _results_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bench._common, "RESULTS", tmp_path)
-    monkeypatch.setenv("BENCH_LATENCY", "0")
+    monkeypatch.setenv("BENCH_PLATFORM_LATENCY", "0")
 
 
 def test_burst_main_runs_a_tiny_burst(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
