@@ -330,7 +330,7 @@ def _run(stack: Stack, scale: float) -> dict[str, Any]:
         "reads_counted_by_product": total,
         "reads_by_kind": counted,
         "reads_seen_by_emulator": len(qbo_reads),
-        "emulator_reads_by_operation": dict(Counter(f"{r.method} {r.entity or ''} {r.operation}" for r in qbo_reads)),
+        "emulator_reads_by_operation": dict(Counter(_operation(r) for r in qbo_reads)),
         "reads_by_cause": dict(month.reads_by_cause),
         "writes": sum(1 for r in records if r.kind == "write"),
         "qbo_429": sum(1 for r in records if r.status == 429),
@@ -339,6 +339,11 @@ def _run(stack: Stack, scale: float) -> dict[str, Any]:
         "companies_on_free_tier": FREE_TIER // total if total else None,
         "goal_reads": GOAL,
     }
+
+
+def _operation(record: Any) -> str:
+    """``GET cdc``, ``POST Invoice create``: a QuickBooks request by method, entity and operation."""
+    return " ".join(part for part in (record.method, record.entity, record.operation) if part)
 
 
 def _cdc_runs(stack: Stack, location_id: str, since: datetime) -> dict[str, int]:
