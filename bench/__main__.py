@@ -1,4 +1,4 @@
-"""Run benchmarks: ``python -m bench`` (all) or ``python -m bench invoices contacts`` (some).
+"""Run benchmarks: ``python -m bench`` (all) or ``python -m bench burst budget`` (some).
 
 Each benchmark is a module ``bench/<name>.py`` with a ``main()`` that prints its figures and writes them to
 ``bench/results/<name>.json``. Benchmarks are not part of ``make test`` (no timing asserts in tests).

@@ -1,19 +1,62 @@
-"""What every benchmark shares: the whole product on this machine in a throw-away folder, and its results."""
+"""What every benchmark shares: the whole product on this machine in a throw-away folder, platform-like
+latency, waiting for the worker, and the results file."""
 
 from __future__ import annotations
 
+import inspect
 import json
+import statistics
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
+
+from qbconnect.db.models import SyncJob
+from qbconnect.sandbox.crm import CrmSandbox
 from qbconnect.sandbox.stack import Stack, start_stack
 from qbconnect.sync.engine import jobs
 
 RESULTS = Path(__file__).parent / "results"
 SECRET = "bench-secret-key-0123456789"
+
+# What a call to each platform takes, as the benches use it: uniform in these ranges (seconds). A figure
+# measured against an emulator that answers at once, or without its limits, says nothing about production.
+QBO_LATENCY = (0.150, 0.250)
+CRM_LATENCY = (0.100, 0.200)
+
+
+def platform_options(*, latency: bool = True) -> dict[str, dict[str, Any]]:
+    """``qbo_options`` and ``crm_options`` for :func:`bench_stack`: the emulators' own limits (Intuit's 500
+    requests per sliding minute, 10 in flight, 40 batches a minute per company; HighLevel's 100 requests per
+    sliding 10 s per location) and, with ``latency``, :data:`QBO_LATENCY` and :data:`CRM_LATENCY`."""
+    if not latency:
+        return {"qbo_options": {}, "crm_options": {}}
+    low, high = QBO_LATENCY
+    qbo = {"latency": (low + high) / 2, "latency_jitter": (high - low) / 2}
+    crm: dict[str, Any] = {}
+    if crm_latency_supported():
+        crm["latency"] = CRM_LATENCY
+    return {"qbo_options": qbo, "crm_options": crm}
+
+
+def crm_latency_supported() -> bool:
+    return "latency" in inspect.signature(CrmSandbox.__init__).parameters
+
+
+def latency_note(*, latency: bool = True) -> str:
+    """One line saying which latencies a figure was measured with."""
+    if not latency:
+        return "no platform latency (emulators answer at once)"
+    qbo = f"QuickBooks {QBO_LATENCY[0] * 1000:.0f}-{QBO_LATENCY[1] * 1000:.0f} ms"
+    if crm_latency_supported():
+        crm = f"CRM {CRM_LATENCY[0] * 1000:.0f}-{CRM_LATENCY[1] * 1000:.0f} ms"
+    else:
+        crm = "CRM 0 ms (this CRM emulator has no latency option)"
+    return f"latency per call: {qbo}, {crm}"
 
 
 @contextmanager
@@ -32,8 +75,51 @@ def bench_stack(**kwargs: Any) -> Iterator[Stack]:
             yield stack
         finally:
             stack.stop()
+            jobs.set_dispatcher(None)
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float = 300.0, every: float = 0.05, what: str = "") -> float:
+    """Seconds until ``check()`` holds; TimeoutError after ``timeout``."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"still waiting after {timeout:.0f} s{': ' + what if what else ''}")
+        time.sleep(every)
+    return time.monotonic() - start
+
+
+def active_jobs(stack: Stack) -> int:
+    """Jobs pending or running (a debounced job waiting for its time counts)."""
+    with stack.runtime.sessions() as session:
+        count = session.execute(
+            select(func.count()).select_from(SyncJob).where(SyncJob.state.in_(("pending", "running")))
+        )
+        return int(count.scalar_one())
+
+
+def wait_idle(stack: Stack, *, timeout: float = 300.0) -> float:
+    """With the in-process worker: seconds until no job is pending or running."""
+    return wait_until(lambda: active_jobs(stack) == 0, timeout=timeout, every=0.1, what="jobs still active")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by the nearest-rank method."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, round(q / 100 * len(ordered) + 0.5 - 1e-9))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def ratio(figure: float, limit: float) -> str:
+    """``1.14x``: a figure next to the platform's limit."""
+    return f"{figure / limit:.2f}x" if limit else "-"
 
 
 def write_results(name: str, results: Any) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2, default=str))
