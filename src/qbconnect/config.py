@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=15.0, gt=0)
     reconcile_interval_seconds: float = Field(default=300.0, gt=0)
     worker_threads: int = Field(default=4, ge=1)
+    # SIGTERM: running jobs get this long to finish; those still running are then handed back (pending again).
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    # ``serve``/``worker`` apply pending migrations on start; false: refuse to start on an unmigrated database.
+    migrate_on_start: bool = True
     log_json: bool = True
     inbox_retention_days: int = Field(default=30, ge=1)
     activity_retention_days: int = Field(default=90, ge=1)
