@@ -32,11 +32,12 @@ def _state(runtime: Runtime, location_id: str) -> list[str]:
         return list(session.execute(select(SyncJob.state).where(SyncJob.location_id == location_id)).scalars())
 
 
-def test_fair_order_serves_the_least_busy_location_first_then_round_robin() -> None:
+def test_fair_order_serves_the_least_busy_then_the_least_recently_served_location_first() -> None:
     due = ["loc-c", "loc-a", "loc-b", "loc-d"]
-    assert jobs.fair_order(due, {}, None) == ["loc-a", "loc-b", "loc-c", "loc-d"]
-    assert jobs.fair_order(due, {}, "loc-b") == ["loc-c", "loc-d", "loc-a", "loc-b"]
-    assert jobs.fair_order(due, {"loc-c": 3, "loc-a": 1}, "loc-b") == ["loc-d", "loc-b", "loc-a", "loc-c"]
+    assert jobs.fair_order(due, {}, {}) == ["loc-a", "loc-b", "loc-c", "loc-d"]
+    served = {"loc-a": 30.0, "loc-b": 10.0, "loc-c": 20.0}  # loc-d never served: first
+    assert jobs.fair_order(due, {}, served) == ["loc-d", "loc-b", "loc-c", "loc-a"]
+    assert jobs.fair_order(due, {"loc-d": 3, "loc-b": 1}, served) == ["loc-c", "loc-a", "loc-b", "loc-d"]
 
 
 def test_a_single_job_enqueued_after_a_200_job_backlog_runs_before_the_backlog_is_done(runtime: Runtime) -> None:
@@ -53,6 +54,22 @@ def test_a_single_job_enqueued_after_a_200_job_backlog_runs_before_the_backlog_i
     assert _state(runtime, "quiet") == ["done"]
     noisy = _state(runtime, "noisy")
     assert noisy.count("done") == 5 and noisy.count("pending") == 195  # while the backlog still waits
+
+
+def test_a_location_that_had_nothing_to_do_is_served_before_the_next_round(runtime: Runtime) -> None:
+    for location_id in ("loc-a", "loc-b", "loc-c"):
+        _enqueue(runtime, location_id, [f"e-{n}" for n in range(3)])
+    _enqueue(runtime, "loc-z", ["first"])
+    runner = JobRunner(runtime)
+    served = []
+    for _ in range(5):
+        assert runner.run_next() == "done"
+        served.append(runner.last_location)
+    assert served == ["loc-a", "loc-b", "loc-c", "loc-z", "loc-a"]
+    _enqueue(runtime, "loc-z", ["second"])  # mid-round: loc-z was served before b and c were
+    while runner.run_next() is not None:
+        served.append(runner.last_location)
+    assert served[5:] == ["loc-b", "loc-c", "loc-z", "loc-a", "loc-b", "loc-c"]
 
 
 def test_three_backlogs_are_served_in_turn(runtime: Runtime) -> None:

@@ -8,7 +8,7 @@ hands the job id to the queue only after that transaction commits.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -168,25 +168,25 @@ def claim(session: Session, job_id: int, owner: str, lease_seconds: float) -> Sy
     return job
 
 
-def fair_order(due: Iterable[str], running: dict[str, int], after: str | None) -> list[str]:
+def fair_order(due: Iterable[str], running: Mapping[str, int], served: Mapping[str, float]) -> list[str]:
     """The order in which locations with due work are served: fewest jobs running first (a fleet-wide fact,
-    read from the job table), then round-robin by location id starting after ``after`` (the location this
-    runner served last), so a location with a long backlog takes one turn in each round, not the whole queue.
-    """
-    ids = sorted(set(due))
-
-    def turn(location_id: str) -> tuple[int, int, str]:
-        wrapped = 1 if after is not None and location_id <= after else 0
-        return (running.get(location_id, 0), wrapped, location_id)
-
-    return sorted(ids, key=turn)
+    read from the job table), then the location served least recently (``served``: location -> when this
+    runner last took one of its jobs; never served comes first), then by id. So a location with a long backlog
+    takes one turn per round instead of the whole queue, and a location that had nothing to do is served as
+    soon as its job is due."""
+    never = float("-inf")
+    return sorted(set(due), key=lambda loc: (running.get(loc, 0), served.get(loc, never), loc))
 
 
 CLAIM_ROUNDS = 5
 
 
 def claim_next(
-    session: Session, owner: Callable[[int], str], lease_seconds: float, *, after: str | None = None
+    session: Session,
+    owner: Callable[[int], str],
+    lease_seconds: float,
+    *,
+    served: Mapping[str, float] | None = None,
 ) -> SyncJob | None:
     """Lease the next due pending job, taking locations in :func:`fair_order`; None when nothing is due.
 
@@ -218,7 +218,7 @@ def claim_next(
                 .group_by(SyncJob.location_id)
             ).all()
         }
-        for location_id in fair_order(due_locations, running, after):
+        for location_id in fair_order(due_locations, running, served or {}):
             job = _claim_in(session, location_id, now, owner, lease_seconds, skip_locked=skip_locked)
             if job is not None:
                 return job

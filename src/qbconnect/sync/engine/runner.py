@@ -61,7 +61,8 @@ class JobRunner:
     def __init__(self, runtime: Runtime, *, rng: random.Random | None = None) -> None:
         self.runtime = runtime
         self.rng = rng or random.Random()
-        self.last_location: str | None = None  # the location served last: the round-robin starts after it
+        self.served: dict[str, float] = {}  # location -> when this runner last took one of its jobs (monotonic)
+        self.last_location: str | None = None
 
     def run(self, job_id: int) -> str | None:
         """Run this job if it is due and free. Returns the state it ended in, or None if not claimed."""
@@ -76,10 +77,11 @@ class JobRunner:
         does. Returns the state it ended in, or None when nothing was due."""
         with self.runtime.sessions.begin() as session:
             lease = self.runtime.settings.job_lease_seconds
-            job = jobs.claim_next(session, lease_owner, lease, after=self.last_location)
+            job = jobs.claim_next(session, lease_owner, lease, served=self.served)
             claimed = None if job is None else _claimed(job, lease_owner(job.id))
         if claimed is None:
             return None
+        self.served[claimed.location_id] = time.monotonic()
         self.last_location = claimed.location_id
         return self._execute(claimed)
 
