@@ -194,10 +194,10 @@ def claim_next(
     concurrent claimers take different jobs without waiting on each other; on SQLite the transaction holds the
     write lock (taken before "now" is read), which serialises claimers. ``owner(job_id)`` names the lease.
 
-    A queue slot must not be spent while a job is due (that job would wait for the sweep): a row skipped as
-    locked may be held by an enqueue coalescing into it rather than by a claimer, so it is then taken with a
-    compare-and-set that waits for the lock; and when nothing was claimed, a fresh look for due work (another
-    transaction may have committed meanwhile) decides whether to go round again.
+    A queue slot must not be spent while a job is due (that job would wait for the sweep). A row skipped as
+    locked may be held by an enqueue coalescing into it rather than by a claimer, and another transaction may
+    have committed a due job meanwhile: so when no unlocked due job was found, a fresh look for any due job
+    decides, and that job is taken with a compare-and-set that waits for whoever holds it.
     """
     session.connection()  # SQLite: BEGIN IMMEDIATE now, so "now" is read under the write lock
     skip_locked = session.get_bind().dialect.name == "postgresql"
@@ -219,39 +219,24 @@ def claim_next(
             ).all()
         }
         for location_id in fair_order(due_locations, running, served or {}):
-            job = _claim_in(session, location_id, now, owner, lease_seconds, skip_locked=skip_locked)
-            if job is not None:
+            pick = (
+                select(SyncJob.id)
+                .where(SyncJob.state == "pending", SyncJob.location_id == location_id, SyncJob.run_after <= now)
+                .order_by(SyncJob.run_after, SyncJob.id)
+                .limit(1)
+            )
+            job_id = session.execute(pick.with_for_update(skip_locked=True) if skip_locked else pick).scalar()
+            if job_id is not None and (job := claim(session, job_id, owner(job_id), lease_seconds)) is not None:
                 return job
         still_due = session.execute(
-            select(SyncJob.id).where(SyncJob.state == "pending", SyncJob.run_after <= utcnow()).limit(1)
-        ).first()
+            select(SyncJob.id)
+            .where(SyncJob.state == "pending", SyncJob.run_after <= utcnow())
+            .order_by(SyncJob.run_after, SyncJob.id)
+            .limit(1)
+        ).scalar()
         if still_due is None:
             return None
-    return None
-
-
-def _claim_in(
-    session: Session,
-    location_id: str,
-    now: datetime,
-    owner: Callable[[int], str],
-    lease_seconds: float,
-    *,
-    skip_locked: bool,
-) -> SyncJob | None:
-    pick = (
-        select(SyncJob.id)
-        .where(SyncJob.state == "pending", SyncJob.location_id == location_id, SyncJob.run_after <= now)
-        .order_by(SyncJob.run_after, SyncJob.id)
-        .limit(1)
-    )
-    for _ in range(CLAIM_ROUNDS):
-        job_id = session.execute(pick.with_for_update(skip_locked=True) if skip_locked else pick).scalar_one_or_none()
-        if job_id is None and skip_locked:
-            job_id = session.execute(pick).scalar_one_or_none()  # locked: by a claimer, or an enqueue
-        if job_id is None:
-            return None
-        job = claim(session, job_id, owner(job_id), lease_seconds)  # waits for a lock holder, then re-checks
+        job = claim(session, still_due, owner(still_due), lease_seconds)  # waits for a lock holder, re-checks
         if job is not None:
             return job
     return None
