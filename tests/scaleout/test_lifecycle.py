@@ -175,3 +175,18 @@ def test_db_upgrade_is_the_release_step(tmp_path: Path) -> None:
     assert unmigrated_reason(url) is None
     code, output = _cli(tmp_path, url, "db", "upgrade")  # again: nothing to do, no error
     assert code == 0
+
+
+def test_an_older_release_refuses_a_database_migrated_by_a_newer_one(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    from qbconnect.db.migrate import unmigrated_reason
+
+    url = f"sqlite:///{tmp_path / 'newer.db'}"
+    upgrade(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    reason = unmigrated_reason(url)
+    assert reason is not None and "is at 9999, newer than this release knows" in reason

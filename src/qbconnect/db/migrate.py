@@ -65,5 +65,8 @@ def unmigrated_reason(database_url: str) -> str | None:
     if state.up_to_date:
         return None
     at = ", ".join(sorted(state.current)) or "no schema"
+    known = {script.revision for script in ScriptDirectory.from_config(alembic_config("sqlite://")).walk_revisions()}
+    if not state.current <= known:
+        return f"the database at {shown} is at {at}, newer than this release knows; start the newer release"
     want = ", ".join(sorted(state.heads))
     return f"the database at {shown} is not migrated (at {at}, this release needs {want}); run `qbconnect db upgrade`"
