@@ -35,16 +35,42 @@ def _settings(*required: str, strong: bool = False) -> Settings:
     return settings
 
 
+NO_MIGRATE_HELP = (
+    "Do not apply pending migrations on start (QBCONNECT_MIGRATE_ON_START=false does the same); refuse to start "
+    "on an unmigrated database. For fleets that run `qbconnect db upgrade` as a release step."
+)
+
+
+def _migrate_or_refuse(settings: Settings, no_migrate: bool) -> None:
+    """Apply pending migrations, or (told not to) stop with one line when the database is not migrated."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from qbconnect.db.migrate import unmigrated_reason, upgrade
+
+    if settings.migrate_on_start and not no_migrate:
+        upgrade(settings.database_url)
+        return
+    try:
+        reason = unmigrated_reason(settings.database_url)
+    except SQLAlchemyError as exc:
+        _fail(f"cannot open the database ({type(exc).__name__}); check QBCONNECT_DATABASE_URL", 2)
+    if reason is not None:
+        _fail(reason, 2)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Do not run the job worker in-process.")] = False,
+    no_migrate: Annotated[bool, typer.Option("--no-migrate", help=NO_MIGRATE_HELP)] = False,
 ) -> None:
-    """The web service (webhooks, OAuth, settings pages, API), plus the job worker unless --no-worker."""
+    """The web service (webhooks, OAuth, settings pages, API), plus the job worker unless --no-worker.
+
+    SIGTERM: stops taking requests and jobs; running jobs get QBCONNECT_SHUTDOWN_GRACE_SECONDS to finish and
+    the rest are handed back to the queue."""
     import uvicorn
 
-    from qbconnect.db.migrate import upgrade
     from qbconnect.runtime import build_runtime
     from qbconnect.sync.kinds import load_handlers
     from qbconnect.web.app import create_app
@@ -52,43 +78,54 @@ def serve(
 
     settings = _settings(*SERVICE_REQUIRED, strong=True)
     configure_logging(json=settings.log_json)
-    upgrade(settings.database_url)
+    _migrate_or_refuse(settings, no_migrate)
     load_handlers()
     runtime = build_runtime(settings)
     queue = Queue(runtime)
     web = create_app(runtime, queue=queue, run_worker=not no_worker)
-    uvicorn.run(web, host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(
+        web,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds)),
+    )
 
 
 @app.command()
 def worker(
     threads: Annotated[int | None, typer.Option(help="Worker threads (default QBCONNECT_WORKER_THREADS).")] = None,
+    no_migrate: Annotated[bool, typer.Option("--no-migrate", help=NO_MIGRATE_HELP)] = False,
 ) -> None:
-    """A job worker only (scale-out: run many against PostgreSQL + Redis)."""
-    from qbconnect.db.migrate import upgrade
+    """A job worker only (scale-out: run many against PostgreSQL + Redis).
+
+    SIGTERM: stops taking jobs; running jobs get QBCONNECT_SHUTDOWN_GRACE_SECONDS to finish and the rest are
+    handed back to the queue (pending again); SIGINT hands them back at once."""
     from qbconnect.runtime import build_runtime
     from qbconnect.sync.kinds import load_handlers
     from qbconnect.worker import Queue, Ticker, start_consumer
 
     settings = _settings("secret_key", strong=True)
     configure_logging(json=settings.log_json)
-    upgrade(settings.database_url)
+    _migrate_or_refuse(settings, no_migrate)
     load_handlers()
     runtime = build_runtime(settings)
     queue = Queue(runtime)
     queue.install()
-    ticker = Ticker(runtime)
+    ticker = Ticker(runtime, queue=queue)
     ticker.start()
     consumer = start_consumer(queue, threads=threads or settings.worker_threads, in_process=False)
     try:
         consumer.run()
     finally:
         ticker.stop()
+        typer.echo(f"worker stopped; {len(consumer.handed_back)} running job(s) handed back", err=True)
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply pending database migrations."""
+    """Apply pending database migrations (run once per release, before starting the new web and workers)."""
     from qbconnect.db.migrate import upgrade
 
     settings = _settings()

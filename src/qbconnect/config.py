@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     # The safety change query per company (for webhooks that never came) when no other ran for this long.
     qbo_sweep_interval_seconds: float = Field(default=86400.0, gt=0)
     worker_threads: int = Field(default=4, ge=1)
+    # SIGTERM: running jobs get this long to finish; those still running are then handed back (pending again).
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    # ``serve``/``worker`` apply pending migrations on start; false: refuse to start on an unmigrated database.
+    migrate_on_start: bool = True
     log_json: bool = True
     inbox_retention_days: int = Field(default=30, ge=1)
     activity_retention_days: int = Field(default=90, ge=1)

@@ -14,7 +14,7 @@ def main() -> None:
     runtime = build_runtime(Settings())
     queue = Queue(runtime)
     queue.install()
-    ticker = Ticker(runtime)
+    ticker = Ticker(runtime, queue=queue)
     ticker.start()
     consumer = start_consumer(queue, threads=2, in_process=False)
     consumer.run()

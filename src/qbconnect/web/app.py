@@ -31,7 +31,7 @@ def create_app(runtime: Runtime, *, queue: Queue | None = None, run_worker: bool
             queue.install()
         if run_worker and queue is not None:
             consumer = start_consumer(queue, threads=runtime.settings.worker_threads, in_process=True)
-            ticker = Ticker(runtime)
+            ticker = Ticker(runtime, queue=queue)
             ticker.start()
         try:
             yield

@@ -138,3 +138,17 @@ def test_sweeper_requeues_expired_leases_and_lost_tasks(runtime: Runtime) -> Non
     with runtime.sessions() as session:
         job = session.get(SyncJob, crashed)
     assert job is not None and job.state == "pending" and job.lease_owner is None
+
+
+def test_sweep_resends_only_the_due_jobs_beyond_the_slots_waiting_in_the_queue(runtime: Runtime) -> None:
+    with runtime.sessions.begin() as session:
+        backlog = [jobs.enqueue(session, "loc1", "probe", f"e-{n}", "test") for n in range(5)]
+    dispatched: list[int] = []
+    jobs.set_dispatcher(lambda job_id, eta: dispatched.append(job_id))
+    later = utcnow() + timedelta(seconds=90)
+    with runtime.sessions.begin() as session:  # five due jobs, three slots waiting: two slots were lost
+        requeued = jobs.sweep(session, now=later, max_attempts=5, waiting_slots=3)
+    assert len(requeued) == 2 and set(requeued) <= set(backlog)
+    assert sorted(dispatched) == sorted(requeued)
+    with runtime.sessions.begin() as session:  # a slot for every due job: nothing re-sent
+        assert jobs.sweep(session, now=later + timedelta(seconds=90), max_attempts=5, waiting_slots=5) == []

@@ -8,7 +8,7 @@ hands the job id to the queue only after that transaction commits.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -168,6 +168,105 @@ def claim(session: Session, job_id: int, owner: str, lease_seconds: float) -> Sy
     return job
 
 
+def fair_order(due: Iterable[str], running: Mapping[str, int], served: Mapping[str, float]) -> list[str]:
+    """The order in which locations with due work are served: fewest jobs running first (a fleet-wide fact,
+    read from the job table), then the location served least recently (``served``: location -> when this
+    runner last took one of its jobs; never served comes first), then by id. So a location with a long backlog
+    takes one turn per round instead of the whole queue, and a location that had nothing to do is served as
+    soon as its job is due."""
+    never = float("-inf")
+    return sorted(set(due), key=lambda loc: (running.get(loc, 0), served.get(loc, never), loc))
+
+
+CLAIM_ROUNDS = 5
+
+
+def claim_next(
+    session: Session,
+    owner: Callable[[int], str],
+    lease_seconds: float,
+    *,
+    served: Mapping[str, float] | None = None,
+) -> SyncJob | None:
+    """Lease the next due pending job, taking locations in :func:`fair_order`; None when nothing is due.
+
+    Within a location, the job due first goes first. On PostgreSQL the pick is ``FOR UPDATE SKIP LOCKED``, so
+    concurrent claimers take different jobs without waiting on each other; on SQLite the transaction holds the
+    write lock (taken before "now" is read), which serialises claimers. ``owner(job_id)`` names the lease.
+
+    A queue slot must not be spent while a job is due (that job would wait for the sweep). A row skipped as
+    locked may be held by an enqueue coalescing into it rather than by a claimer, and another transaction may
+    have committed a due job meanwhile: so when no unlocked due job was found, a fresh look for any due job
+    decides, and that job is taken with a compare-and-set that waits for whoever holds it.
+    """
+    session.connection()  # SQLite: BEGIN IMMEDIATE now, so "now" is read under the write lock
+    skip_locked = session.get_bind().dialect.name == "postgresql"
+    for _ in range(CLAIM_ROUNDS):
+        now = utcnow()
+        due_locations = list(
+            session.execute(
+                select(SyncJob.location_id).where(SyncJob.state == "pending", SyncJob.run_after <= now).distinct()
+            ).scalars()
+        )
+        if not due_locations:
+            return None
+        running = {
+            location_id: int(n)
+            for location_id, n in session.execute(
+                select(SyncJob.location_id, func.count())
+                .where(SyncJob.state == "running", SyncJob.location_id.in_(due_locations))
+                .group_by(SyncJob.location_id)
+            ).all()
+        }
+        for location_id in fair_order(due_locations, running, served or {}):
+            pick = (
+                select(SyncJob.id)
+                .where(SyncJob.state == "pending", SyncJob.location_id == location_id, SyncJob.run_after <= now)
+                .order_by(SyncJob.run_after, SyncJob.id)
+                .limit(1)
+            )
+            job_id = session.execute(pick.with_for_update(skip_locked=True) if skip_locked else pick).scalar()
+            if job_id is not None and (job := claim(session, job_id, owner(job_id), lease_seconds)) is not None:
+                return job
+        still_due = session.execute(
+            select(SyncJob.id)
+            .where(SyncJob.state == "pending", SyncJob.run_after <= utcnow())
+            .order_by(SyncJob.run_after, SyncJob.id)
+            .limit(1)
+        ).scalar()
+        if still_due is None:
+            return None
+        job = claim(session, still_due, owner(still_due), lease_seconds)  # waits for a lock holder, re-checks
+        if job is not None:
+            return job
+    return None
+
+
+def hand_back(session: Session, owner_prefix: str) -> list[int]:
+    """A stopping worker gives its running jobs back: pending again, due now, lease released, this attempt not
+    counted (it was interrupted, not failed), and handed to the queue after commit. Returns their ids."""
+    now = utcnow()
+    held = session.execute(
+        select(SyncJob).where(SyncJob.state == "running", SyncJob.lease_owner.startswith(owner_prefix, autoescape=True))
+    ).scalars()
+    returned: list[int] = []
+    for job in held:
+        job.state = "pending"
+        job.lease_owner = None
+        job.lease_expires_at = None
+        job.run_after = now
+        job.attempts = max(0, job.attempts - 1)
+        job.last_error = "its worker was stopped; handed back to run again"
+        if job.activity_id is not None:
+            activity = session.get(Activity, job.activity_id)
+            if activity is not None and activity.status == "running":
+                activity.status = "pending"
+                activity.attempts = job.attempts
+        dispatch_after_commit(session, job.id)
+        returned.append(job.id)
+    return returned
+
+
 def heartbeat(session: Session, job_id: int, owner: str, lease_seconds: float) -> bool:
     result = session.execute(
         update(SyncJob)
@@ -308,13 +407,21 @@ def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random |
 
 
 def sweep(
-    session: Session, *, now: datetime | None = None, grace_seconds: float = 60.0, max_attempts: int
+    session: Session,
+    *,
+    now: datetime | None = None,
+    grace_seconds: float = 60.0,
+    max_attempts: int,
+    waiting_slots: int | None = None,
 ) -> list[int]:
     """Re-queue jobs whose lease expired (worker died) and due pending jobs whose queue task was lost.
 
-    A pending job counts as lost when it has been due and untouched for ``grace_seconds``; it is re-sent and
-    touched, so a long backlog is re-sent at most once per grace period (a duplicate task is harmless: the
-    claim lets one run through)."""
+    A pending job counts as lost when it has been due and untouched for ``grace_seconds``; it is touched, so a
+    long backlog is looked at once per grace period. A queue task is a slot to run whichever job is due next
+    (:func:`claim_next`), not a particular job: when the number of slots waiting in the queue is known
+    (``waiting_slots``), only the due jobs beyond those slots are re-sent (at most the lost ones), so a backlog
+    waiting its fair turn is not sent twice. A duplicate slot is harmless anyway (it claims nothing when
+    nothing is due)."""
     now = now or utcnow()
     expired = session.execute(
         select(SyncJob).where(SyncJob.state == "running", SyncJob.lease_expires_at < now)
@@ -337,9 +444,16 @@ def sweep(
             SyncJob.updated_at <= now - timedelta(seconds=grace_seconds),
         )
     ).scalars()
-    for job in lost:
+    stale = list(lost)
+    for job in stale:
         job.updated_at = now
-        requeue.append(job.id)
+    resend = len(stale)
+    if waiting_slots is not None and stale:
+        due = session.scalar(
+            select(func.count()).select_from(SyncJob).where(SyncJob.state == "pending", SyncJob.run_after <= now)
+        )
+        resend = min(resend, max(0, int(due or 0) - waiting_slots - len(requeue)))
+    requeue.extend(job.id for job in stale[:resend])
     for job_id in requeue:
         dispatch_after_commit(session, job_id)
     return requeue

@@ -12,7 +12,7 @@ import re
 import socket
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
+from qbconnect.db.models import SyncJob
 from qbconnect.errors import ErrorCategory, SyncError
 from qbconnect.qbo.client import ReadBudgetExhausted
 from qbconnect.runtime import Runtime
@@ -29,25 +30,66 @@ from qbconnect.sync.engine.context import JobContext, Result
 log = structlog.get_logger(__name__)
 
 
+def process_identity() -> str:
+    """The prefix of every lease this process takes (``host:pid:``): what it hands back when it stops."""
+    return f"{socket.gethostname()}:{os.getpid()}:"
+
+
 def worker_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    return f"{process_identity()}{threading.get_ident()}"
+
+
+def lease_owner(job_id: int) -> str:
+    return f"{worker_identity()}:{job_id}"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    job_id: int
+    kind: str
+    location_id: str
+    entity_id: str
+    attempt: int
+    reason: str | None
+    owner: str
+
+
+def _claimed(job: SyncJob, owner: str) -> Claimed:
+    return Claimed(job.id, job.kind, job.location_id, job.entity_id, job.attempts, job.reason, owner)
 
 
 class JobRunner:
     def __init__(self, runtime: Runtime, *, rng: random.Random | None = None) -> None:
         self.runtime = runtime
         self.rng = rng or random.Random()
+        self.served: dict[str, float] = {}  # location -> when this runner last took one of its jobs (monotonic)
+        self.last_location: str | None = None
 
     def run(self, job_id: int) -> str | None:
-        """Run the job if it is due and free. Returns the state it ended in, or None if not claimed."""
-        settings = self.runtime.settings
-        owner = f"{worker_identity()}:{job_id}"
+        """Run this job if it is due and free. Returns the state it ended in, or None if not claimed."""
+        owner = lease_owner(job_id)
         with self.runtime.sessions.begin() as session:
-            job = jobs.claim(session, job_id, owner, settings.job_lease_seconds)
-            if job is None:
-                return None
-            spec_kind, location_id, entity_id = job.kind, job.location_id, job.entity_id
-            attempt, reason = job.attempts, job.reason
+            job = jobs.claim(session, job_id, owner, self.runtime.settings.job_lease_seconds)
+            claimed = None if job is None else _claimed(job, owner)
+        return None if claimed is None else self._execute(claimed)
+
+    def run_next(self) -> str | None:
+        """Run the next due job, taken fairly between locations (``jobs.claim_next``): what one queue slot
+        does. Returns the state it ended in, or None when nothing was due."""
+        with self.runtime.sessions.begin() as session:
+            lease = self.runtime.settings.job_lease_seconds
+            job = jobs.claim_next(session, lease_owner, lease, served=self.served)
+            claimed = None if job is None else _claimed(job, lease_owner(job.id))
+        if claimed is None:
+            return None
+        self.served[claimed.location_id] = time.monotonic()
+        self.last_location = claimed.location_id
+        return self._execute(claimed)
+
+    def _execute(self, claimed: Claimed) -> str | None:
+        job_id, owner = claimed.job_id, claimed.owner
+        spec_kind, location_id, entity_id = claimed.kind, claimed.location_id, claimed.entity_id
+        attempt, reason = claimed.attempt, claimed.reason
         bound = log.bind(job_id=job_id, location_id=location_id, kind=spec_kind, entity_id=entity_id, attempt=attempt)
         session = self.runtime.sessions()
         ctx = JobContext(
