@@ -12,8 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, select
 from typer.testing import CliRunner
 
@@ -29,7 +27,7 @@ from qbconnect.connections.read_budget import (
     sweep_interval_multiplier,
 )
 from qbconnect.db.migrate import alembic_config, upgrade
-from qbconnect.db.models import Activity, Base, Location
+from qbconnect.db.models import Activity, Location
 from qbconnect.qbo.client import ReadBudgetExhausted
 from qbconnect.runtime import Runtime
 from qbconnect.services.checks import CACHE_KEY, run_checks
@@ -37,6 +35,7 @@ from qbconnect.sync.engine import jobs
 from qbconnect.sync.engine.context import JobContext, Result
 from qbconnect.sync.engine.registry import register
 from tests.conftest import TEST_ADMIN, make_settings
+from tests.support.migrations import schema_diffs
 from tests.support.stack_fixtures import Connected, connected, stack  # noqa: F401
 
 DEC_31 = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
@@ -51,9 +50,7 @@ def test_0006_matches_the_model_and_downgrades(tmp_path: Path) -> None:
     upgrade(url)
     engine = create_engine(url)
     try:
-        with engine.connect() as conn:
-            diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-        assert [d for d in diffs if "qbo_read_counts" in repr(d)] == []
+        assert schema_diffs(engine, "qbo_read_counts") == []
         command.downgrade(alembic_config(url), "0005")
         assert "qbo_read_counts" not in inspect(engine).get_table_names()
     finally:

@@ -13,15 +13,10 @@ import pytest
 
 from qbconnect.sandbox.stack import Stack
 from tests.conftest import TEST_ADMIN
+from tests.support.browser import BROWSER_MARKS, CHROMIUM, LAUNCH_ARGS, OUTPUT
 from tests.support.stack_fixtures import build_stack
 
-CHROMIUM = Path("/usr/bin/chromium")
-OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install -y chromium)"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
@@ -39,9 +34,7 @@ def test_admin_connects_quickbooks_in_a_browser(consent_stack: Stack) -> None:
     stack.qbo.add_company(name="Acme Plumbing LLC", country="US")
     OUTPUT.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(f"{stack.service_url}/settings/integrations?location_id={location_id}")

@@ -14,16 +14,10 @@ import pytest
 
 from qbconnect.db.models import Activity, Location
 from qbconnect.sandbox.stack import Stack
+from tests.support.browser import BROWSER_MARKS, CHROMIUM, LAUNCH_ARGS, NO_OVERFLOW, OUTPUT
 from tests.support.stack_fixtures import build_stack
 
-CHROMIUM = Path("/usr/bin/chromium")
-OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
-NO_OVERFLOW = "document.documentElement.scrollWidth <= window.innerWidth"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install -y chromium)"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
@@ -68,9 +62,7 @@ def test_framed_in_the_crm_the_admin_fixes_a_tax_mapping_by_name(uk_shop: tuple[
     codes = {str(c["Name"]): str(c["Id"]) for c in stack.qbo.entities(realm_id, "TaxCode")}
     OUTPUT.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(f"{stack.crm_url}/ui/locations/{location_id}/integrations")

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from qbconnect.db.migrate import alembic_config, upgrade
-from qbconnect.db.models import Base
+from tests.support.migrations import schema_diffs
 
 
 def test_0004_matches_the_models_and_downgrades(tmp_path: Path) -> None:
@@ -18,9 +16,7 @@ def test_0004_matches_the_models_and_downgrades(tmp_path: Path) -> None:
     upgrade(url)
     engine = create_engine(url)
     try:
-        with engine.connect() as conn:
-            diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-        mine = [d for d in diffs if "activity" in repr(d)]
+        mine = schema_diffs(engine, "activity")
         assert mine == []
         columns = {c["name"] for c in inspect(engine).get_columns("activity")}
         assert {"label", "amount", "currency", "customer", "dismissed_at", "dismissed_by", "resolved_at"} <= columns

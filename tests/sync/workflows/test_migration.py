@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from qbconnect.db.migrate import alembic_config, upgrade
-from qbconnect.db.models import Base
+from tests.support.migrations import schema_diffs
 
 TABLES = (
     "workflow_subscriptions",
@@ -26,9 +24,7 @@ def test_0008_matches_the_models_and_downgrades(tmp_path: Path) -> None:
     upgrade(url)
     engine = create_engine(url)
     try:
-        with engine.connect() as conn:
-            diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-        mine = [d for d in diffs if any(table in repr(d) for table in TABLES)]
+        mine = schema_diffs(engine, *TABLES)
         assert mine == []
         assert set(TABLES) <= set(inspect(engine).get_table_names())
         command.downgrade(alembic_config(url), "-1")  # one step: whatever 0008 follows
