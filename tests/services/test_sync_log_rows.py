@@ -9,10 +9,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from qbconnect.db.models import Activity, Location
+from qbconnect.db.models import Activity
 from qbconnect.services import activity_log
 from qbconnect.services.activity_log import LogFilter, activity_json, headline
 from qbconnect.sync.engine.routing import CUSTOMER, QBO_PAYMENT
+from tests.support.engine_harness import set_settings
 from tests.support.stack_fixtures import Connected, connected, stack  # noqa: F401
 
 
@@ -36,6 +37,18 @@ def _kira(c: Connected) -> str:
         "PrimaryEmailAddr": {"Address": "Kira.Garcia@example.com"},
     }
     return str(c.stack.qbo.ui_create(c.realm_id, "Customer", body)["Id"])
+
+
+def _invoice(c: Connected, customer_id: str, number: str, amount: str) -> dict[str, Any]:
+    """A QuickBooks invoice of one "Hours" line, made in QuickBooks itself."""
+    item = next(i for i in c.stack.qbo.entities(c.realm_id, "Item") if i["Name"] == "Hours")
+    line = {
+        "Amount": amount,
+        "DetailType": "SalesItemLineDetail",
+        "SalesItemLineDetail": {"ItemRef": {"value": item["Id"]}},
+    }
+    body = {"CustomerRef": {"value": customer_id}, "DocNumber": number, "Line": [line]}
+    return dict(c.stack.qbo.ui_create(c.realm_id, "Invoice", body))
 
 
 def test_a_contact_row_names_the_customer_and_the_crm_contact(connected: Connected) -> None:  # noqa: F811
@@ -63,28 +76,10 @@ def test_a_contact_row_names_the_customer_and_the_crm_contact(connected: Connect
 
 
 def test_a_review_request_row_names_the_customer_and_the_first_invoice(connected: Connected) -> None:  # noqa: F811
-    with connected.stack.runtime.sessions.begin() as session:
-        location = session.get(Location, connected.location_id)
-        assert location is not None
-        location.settings = {**(location.settings or {}), "review_link": "https://g.page/r/acme/review"}
+    set_settings(connected.stack.runtime, connected.location_id, review_link="https://g.page/r/acme/review")
     _run(connected)
     customer_id = _kira(connected)
-    item = next(i for i in connected.stack.qbo.entities(connected.realm_id, "Item") if i["Name"] == "Hours")
-    invoice = connected.stack.qbo.ui_create(
-        connected.realm_id,
-        "Invoice",
-        {
-            "CustomerRef": {"value": customer_id},
-            "DocNumber": "1042",
-            "Line": [
-                {
-                    "Amount": "885.00",
-                    "DetailType": "SalesItemLineDetail",
-                    "SalesItemLineDetail": {"ItemRef": {"value": item["Id"]}},
-                }
-            ],
-        },
-    )
+    invoice = _invoice(connected, customer_id, "1042", "885.00")
     half = {"CustomerRef": {"value": customer_id}, "TotalAmt": "400.00"}
     first = connected.stack.qbo.ui_create(
         connected.realm_id,
@@ -126,32 +121,15 @@ def test_a_review_request_row_names_the_customer_and_the_first_invoice(connected
 def test_a_failed_review_request_still_names_the_customer_and_the_invoice(connected: Connected) -> None:  # noqa: F811
     """HighLevel refuses the SMS (the contact has no phone): the failed row reads as the review request it is,
     not as a bare payment id, because the handler described the record before the call that failed."""
-    with connected.stack.runtime.sessions.begin() as session:
-        location = session.get(Location, connected.location_id)
-        assert location is not None
-        location.settings = {
-            **(location.settings or {}),
-            "review_link": "https://g.page/r/acme/review",
-            "review_request_channel": "SMS",
-        }
+    set_settings(
+        connected.stack.runtime,
+        connected.location_id,
+        review_link="https://g.page/r/acme/review",
+        review_request_channel="SMS",
+    )
     _run(connected)
     customer_id = _kira(connected)
-    item = next(i for i in connected.stack.qbo.entities(connected.realm_id, "Item") if i["Name"] == "Hours")
-    invoice = connected.stack.qbo.ui_create(
-        connected.realm_id,
-        "Invoice",
-        {
-            "CustomerRef": {"value": customer_id},
-            "DocNumber": "1043",
-            "Line": [
-                {
-                    "Amount": "59.38",
-                    "DetailType": "SalesItemLineDetail",
-                    "SalesItemLineDetail": {"ItemRef": {"value": item["Id"]}},
-                }
-            ],
-        },
-    )
+    invoice = _invoice(connected, customer_id, "1043", "59.38")
     payment = connected.stack.qbo.ui_create(
         connected.realm_id,
         "Payment",
@@ -170,10 +148,7 @@ def test_a_failed_review_request_still_names_the_customer_and_the_invoice(connec
 
 def test_a_failed_sales_receipt_row_still_names_the_sale(connected: Connected) -> None:  # noqa: F811
     """A run that fails after reading the CRM payment keeps its readable fields (ctx.describe)."""
-    with connected.stack.runtime.sessions.begin() as session:
-        location = session.get(Location, connected.location_id)
-        assert location is not None
-        location.settings = {**(location.settings or {}), "payment_method_map": {"visa": "999"}}
+    set_settings(connected.stack.runtime, connected.location_id, payment_method_map={"visa": "999"})
     contact = connected.stack.crm.create_contact(
         connected.location_id, firstName="Kira", lastName="Garcia", email="kira@example.com"
     )
