@@ -9,8 +9,6 @@ The stored settings stay ``{crm key: QuickBooks id}``; the JSON API shows and ac
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -24,6 +22,7 @@ from qbconnect.domain.receipt_rules import payment_method_key_candidates
 from qbconnect.errors import SyncError
 from qbconnect.runtime import Runtime
 from qbconnect.services.qbo_lists import Choice, PickLists
+from qbconnect.services.short_cache import ShortCache
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -69,13 +68,11 @@ class MappingTable:
     blank_rows: int = BLANK_ROWS
 
 
-_cache: dict[str, tuple[float, CrmCatalogue]] = {}
-_lock = threading.Lock()
+_cache: ShortCache[str, CrmCatalogue] = ShortCache(CACHE_SECONDS)
 
 
 def clear_cache() -> None:
-    with _lock:
-        _cache.clear()
+    _cache.clear()
 
 
 def _rate(rate: Decimal) -> str:
@@ -127,11 +124,9 @@ def _parsed(parse: Callable[[Mapping[str, Any]], T], records: Iterable[Mapping[s
 
 def crm_catalogue(runtime: Runtime, location_id: str) -> CrmCatalogue:
     """What the location recently sold, taxed and was paid with (cached for a minute)."""
-    now = time.monotonic()
-    with _lock:
-        hit = _cache.get(location_id)
-        if hit is not None and now - hit[0] < CACHE_SECONDS:
-            return hit[1]
+    hit = _cache.get(location_id)
+    if hit is not None:
+        return hit
     client = crm_client(runtime, location_id)
     try:
         invoices, _ = client.list_invoices(limit=RECENT)
@@ -145,8 +140,7 @@ def crm_catalogue(runtime: Runtime, location_id: str) -> CrmCatalogue:
     except SyncError as exc:
         log.warning("crm.catalogue_failed", location_id=location_id, error=exc.message)
         return CrmCatalogue(error=f"The CRM's recent sales could not be listed: {exc.message}")
-    with _lock:
-        _cache[location_id] = (now, found)
+    _cache.put(location_id, found)
     return found
 
 

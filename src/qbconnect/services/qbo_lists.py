@@ -4,8 +4,6 @@ object made inactive or deleted since."""
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass, field
 
 import structlog
@@ -13,6 +11,7 @@ import structlog
 from qbconnect.connections.clients import qbo_client
 from qbconnect.errors import SyncError
 from qbconnect.runtime import Runtime
+from qbconnect.services.short_cache import ShortCache
 
 log = structlog.get_logger(__name__)
 CACHE_SECONDS = 60.0
@@ -42,22 +41,18 @@ class PickLists:
     error: str | None = None
 
 
-_cache: dict[tuple[str, str], tuple[float, PickLists]] = {}
-_lock = threading.Lock()
+_cache: ShortCache[tuple[str, str], PickLists] = ShortCache(CACHE_SECONDS)
 
 
 def clear_cache() -> None:
-    with _lock:
-        _cache.clear()
+    _cache.clear()
 
 
 def pick_lists(runtime: Runtime, location_id: str, realm_id: str) -> PickLists:
     key = (location_id, realm_id)
-    now = time.monotonic()
-    with _lock:
-        hit = _cache.get(key)
-        if hit is not None and now - hit[0] < CACHE_SECONDS:
-            return hit[1]
+    hit = _cache.get(key)
+    if hit is not None:
+        return hit
     lists = PickLists()
     client = qbo_client(runtime, location_id, realm_id)
     try:
@@ -72,6 +67,5 @@ def pick_lists(runtime: Runtime, location_id: str, realm_id: str) -> PickLists:
     except SyncError as exc:
         log.warning("qbo.pick_lists_failed", location_id=location_id, realm_id=realm_id, error=exc.message)
         return PickLists(error=f"QuickBooks lists could not be loaded: {exc.message}")
-    with _lock:
-        _cache[key] = (now, lists)
+    _cache.put(key, lists)
     return lists
