@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from qbconnect.clock import as_utc
-from qbconnect.domain.qbo_models import QboInvoice
+from qbconnect.domain.qbo_models import QboInvoice, QboPayment
 from qbconnect.sync.workflows import balances, fields, payloads
 from qbconnect.sync.workflows.catalogue import CUSTOMER_CREATED, INVOICE_PAID, PAYMENT_RECEIVED
 from qbconnect.sync.workflows.store import company_facts, record_event
@@ -160,19 +160,6 @@ class Observer:
         )
 
 
-def linked_invoice_ids(payment: Mapping[str, Any]) -> list[str]:
-    ids: list[str] = []
-    for line in payment.get("Line") or []:
-        if not isinstance(line, Mapping):
-            continue
-        for linked in line.get("LinkedTxn") or []:
-            if isinstance(linked, Mapping) and linked.get("TxnType") == "Invoice" and linked.get("TxnId"):
-                txn_id = str(linked["TxnId"])
-                if txn_id not in ids:
-                    ids.append(txn_id)
-    return ids
-
-
 def observe_changes(
     session: Session,
     location_id: str,
@@ -196,7 +183,7 @@ def observe_changes(
         observer.invoice(balances.InvoiceSeen.from_object(obj), obj, live, new=_is_new(obj, connected_at))
     for payment in changed.get("Payment", []):
         if payment.get("Id") and payment.get("status") != "Deleted" and _is_new(payment, connected_at):
-            observer.payment(payment, live, linked_invoice_ids(payment))
+            observer.payment(payment, live, list(QboPayment.from_api(payment).invoice_ids))
     for customer in live.values():
         if _is_new(customer, connected_at):
             observer.customer(customer)
