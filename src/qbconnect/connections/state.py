@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from dataclasses import dataclass
+
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
@@ -35,6 +37,46 @@ def active_connection(session: Session, location_id: str) -> QboConnection | Non
             QboConnection.location_id == location_id, QboConnection.active_realm_id.is_not(None)
         )
     ).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    """What webhook intake needs to know of a location, read in one query."""
+
+    location_id: str
+    uninstalled: bool
+    syncing: bool  # installed, and its QuickBooks connection usable (see :func:`is_syncing`)
+
+
+def _status(row: Row[str, str, str] | None) -> SyncStatus | None:
+    if row is None:
+        return None
+    location_id, crm_status, connection_status = row
+    uninstalled = crm_status == "uninstalled"
+    return SyncStatus(location_id, uninstalled, not uninstalled and connection_status == "connected")
+
+
+def sync_status(session: Session, location_id: str) -> SyncStatus | None:
+    """The location's :class:`SyncStatus`; None when the location is unknown."""
+    return _status(session.execute(_STATUS_OF_LOCATION, {"location": location_id}).first())
+
+
+def sync_status_of_realm(session: Session, realm_id: str) -> SyncStatus | None:
+    """The :class:`SyncStatus` of the location a QuickBooks company is actively connected to; None if none."""
+    return _status(session.execute(_STATUS_OF_REALM, {"realm": realm_id}).first())
+
+
+# Built once: webhook intake asks one of these for every event.
+_STATUS_OF_LOCATION = (
+    select(Location.id, Location.crm_status, QboConnection.status)
+    .outerjoin(QboConnection, (QboConnection.location_id == Location.id) & QboConnection.active_realm_id.is_not(None))
+    .where(Location.id == bindparam("location"))
+)
+_STATUS_OF_REALM = (
+    select(Location.id, Location.crm_status, QboConnection.status)
+    .join(QboConnection, QboConnection.location_id == Location.id)
+    .where(QboConnection.active_realm_id == bindparam("realm"))
+)
 
 
 def is_syncing(session: Session, location_id: str) -> bool:

@@ -113,6 +113,11 @@ INBOX_BODY_KEPT_OUTCOMES = frozenset({"queued", "kept"})
 INBOX_BODY_KEPT_TYPES = frozenset({("qbo", "Customer.Merge")})
 
 
+def inbox_body_needed(source: str, event_type: str, outcome: str) -> bool:
+    """Whether an inbox row with this outcome keeps its body (only while something will read it)."""
+    return outcome in INBOX_BODY_KEPT_OUTCOMES or (source, event_type) in INBOX_BODY_KEPT_TYPES
+
+
 class InboxEvent(Base):
     """One platform event as received. Unique per (source, event id): redeliveries store nothing."""
 
@@ -132,11 +137,7 @@ class InboxEvent(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     def body_needed(self, outcome: str | None) -> bool:
-        return (
-            outcome is None
-            or outcome in INBOX_BODY_KEPT_OUTCOMES
-            or (self.source, self.event_type) in INBOX_BODY_KEPT_TYPES
-        )
+        return outcome is None or inbox_body_needed(self.source, self.event_type, outcome)
 
     @validates("outcome", "body")
     def _keep_less(self, key: str, value: str) -> str:

@@ -14,11 +14,13 @@ before any query: PostgreSQL would raise a DataError for them, which must not lo
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import String, select
+from sqlalchemy import String, Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, IntegrityError
@@ -28,7 +30,7 @@ from qbconnect.clock import as_utc, utcnow
 from qbconnect.connections import service as connections_service
 from qbconnect.connections import state as connections_state
 from qbconnect.crm.events import CrmEvent
-from qbconnect.db.models import CrmCompany, InboxEvent, Location, QboConnection, WebhookRefusal
+from qbconnect.db.models import CrmCompany, InboxEvent, Location, WebhookRefusal, inbox_body_needed
 from qbconnect.qbo.webhooks import QboEvent
 from qbconnect.runtime import Runtime
 from qbconnect.sync.engine import jobs, routing
@@ -133,16 +135,60 @@ def intake_crm(runtime: Runtime, event: CrmEvent, body_text: str) -> Intake:
 
 
 def _intake_crm(session: Session, event: CrmEvent, body_text: str) -> str:
+    if event.type in INSTALL_TYPES or event.type in UNINSTALL_TYPES:
+        return _intake_crm_lifecycle(session, event, body_text)
+    # The hot path (every invoice, order and payment event): one read, then inserts only, no savepoint.
+    status = connections_state.sync_status(session, event.location_id) if event.location_id else None
+    requests = routing.jobs_for_crm_event(event)
+    if status is None or status.uninstalled:
+        outcome = "unknown_location"
+    elif not requests or not status.syncing:
+        outcome = "ignored"
+    else:
+        outcome = "queued"
+    row = _crm_row(event, body_text)
+    if not _insert(session, row, outcome):
+        return "duplicate"
+    if status is not None and outcome == "queued":
+        for req in requests:
+            jobs.enqueue(session, status.location_id, req.kind, req.entity_id, req.reason)
+    return outcome
+
+
+def _crm_row(event: CrmEvent, body_text: str) -> dict[str, str | None]:
+    return {
+        "source": "crm",
+        "event_id": event.event_id,
+        "event_type": event.type,
+        "location_id": event.location_id,
+        "entity_kind": event.entity_kind,
+        "entity_id": event.entity_id,
+        "body": body_text,
+    }
+
+
+def _insert(session: Session, row: dict[str, str | None], outcome: str) -> bool:
+    """Insert the inbox row with its outcome, keeping the body only when something will read it (one
+    statement); False when this event was already received (a redelivery)."""
+    if not inbox_body_needed(str(row["source"]), str(row["event_type"]), outcome):
+        row = {**row, "body": ""}
+    connection = session.connection()
+    stored = connection.execute(_insert_inbox(connection.dialect.name), {**row, "outcome": outcome})
+    return stored.first() is not None
+
+
+@functools.cache
+def _insert_inbox(dialect: str) -> Any:
+    """The inbox insert, built once: nothing on a redelivery (same source and event id)."""
+    table = cast(Table, InboxEvent.__table__)
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(table).on_conflict_do_nothing(index_elements=[table.c.source, table.c.event_id]).returning(table.c.id)
+
+
+def _intake_crm_lifecycle(session: Session, event: CrmEvent, body_text: str) -> str:
+    """INSTALL and UNINSTALL: rare, and they change the location itself."""
     location = session.get(Location, event.location_id) if event.location_id else None
-    row = InboxEvent(
-        source="crm",
-        event_id=event.event_id,
-        event_type=event.type,
-        location_id=event.location_id,
-        entity_kind=event.entity_kind,
-        entity_id=event.entity_id,
-        body=body_text,
-    )
+    row = InboxEvent(**_crm_row(event, body_text))
     if not _store(session, row):
         return "duplicate"
     if event.type in INSTALL_TYPES and (agency := _agency_location_install(session, event, location)) is not None:
@@ -157,16 +203,7 @@ def _intake_crm(session: Session, event: CrmEvent, body_text: str) -> str:
             connections_state.uninstall_location(session, location)
         row.outcome = "uninstalled"
         return row.outcome
-    if location is None or location.crm_status == "uninstalled":
-        row.outcome = "unknown_location"
-        return row.outcome
-    requests = routing.jobs_for_crm_event(event)
-    if not requests or not connections_state.is_syncing(session, location.id):
-        row.outcome = "ignored"
-        return row.outcome
-    for req in requests:
-        jobs.enqueue(session, location.id, req.kind, req.entity_id, req.reason)
-    row.outcome = "queued"
+    row.outcome = "unknown_location" if location is None or location.crm_status == "uninstalled" else "ignored"
     return row.outcome
 
 
@@ -210,35 +247,36 @@ def intake_qbo(runtime: Runtime, events: list[QboEvent], body_text: str) -> Inta
 
 
 def _intake_qbo_event(session: Session, event: QboEvent, body_text: str, *, debounce: float, now: datetime) -> str:
-    connection = session.execute(
-        select(QboConnection).where(QboConnection.active_realm_id == event.realm_id)
-    ).scalar_one_or_none()
-    row = InboxEvent(
-        source="qbo",
-        event_id=event.event_id,
-        event_type=f"{event.entity}.{event.operation}",
-        location_id=connection.location_id if connection else None,
-        realm_id=event.realm_id,
-        entity_kind=event.entity,
-        entity_id=event.entity_id,
-        body=body_text,
-    )
-    if not _store(session, row):
-        return "duplicate"
-    if connection is None:
-        row.outcome = "unknown_location"
-    elif not connections_state.is_syncing(session, connection.location_id):
-        row.outcome = "ignored"
+    status = connections_state.sync_status_of_realm(session, event.realm_id)
+    if status is None:
+        outcome = "unknown_location"
+    elif not status.syncing:
+        outcome = "ignored"
     elif event.operation == "Create" and echoes.is_own_create(
-        session, connection.location_id, event.entity, event.entity_id
+        session, status.location_id, event.entity, event.entity_id
     ):
-        row.outcome = "own_write"  # the echo of the product's own create: nothing new to learn, no read
+        outcome = "own_write"  # the echo of the product's own create: nothing new to learn, no read
     else:
-        requests = routing.jobs_for_qbo_event(event, debounce_seconds=debounce, now=now)
-        for req in requests:
-            jobs.enqueue(session, connection.location_id, req.kind, req.entity_id, req.reason, delay=req.delay)
-        row.outcome = "queued" if requests else "ignored"
-    return row.outcome
+        outcome = "queued"
+    requests = routing.jobs_for_qbo_event(event, debounce_seconds=debounce, now=now) if outcome == "queued" else []
+    if outcome == "queued" and not requests:
+        outcome = "ignored"
+    row = {
+        "source": "qbo",
+        "event_id": event.event_id,
+        "event_type": f"{event.entity}.{event.operation}",
+        "location_id": status.location_id if status else None,
+        "realm_id": event.realm_id,
+        "entity_kind": event.entity,
+        "entity_id": event.entity_id,
+        "body": body_text,
+    }
+    if not _insert(session, row, outcome):
+        return "duplicate"
+    for req in requests:
+        assert status is not None
+        jobs.enqueue(session, status.location_id, req.kind, req.entity_id, req.reason, delay=req.delay)
+    return outcome
 
 
 def _loggable(value: str) -> str:

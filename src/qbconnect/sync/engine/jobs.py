@@ -7,15 +7,19 @@ hands the job id to the queue only after that transaction commits.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, bindparam, case, event, func, select, update
+from sqlalchemy import insert as sa_insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from qbconnect.clock import utcnow
 from qbconnect.db.models import Activity, ActivityAttempt, SyncJob
@@ -72,22 +76,6 @@ def active_key(location_id: str, kind: str, entity_id: str) -> str:
 DIRECTIONS: dict[str, str] = {}  # kind -> direction, filled by the handler registry
 
 
-def _new_activity(session: Session, job: SyncJob, reason: str | None) -> Activity:
-    activity = Activity(
-        location_id=job.location_id,
-        job_id=job.id,
-        kind=job.kind,
-        entity_id=job.entity_id,
-        direction=DIRECTIONS.get(job.kind, "internal"),
-        status="pending",
-        reason=reason,
-    )
-    session.add(activity)
-    session.flush()
-    job.activity_id = activity.id
-    return activity
-
-
 def enqueue(
     session: Session,
     location_id: str,
@@ -99,46 +87,77 @@ def enqueue(
 ) -> int:
     """Ask for the entity to be synced. Coalesces into the one active job of that entity.
 
-    - no active job: a new pending job (dispatched after commit);
+    - no active job: a new pending job and its sync-log row (dispatched after commit);
     - a pending job: nothing new (the pending run will read the latest state anyway);
     - a running job: it is flagged to run once more when it finishes, so the latest state is never missed.
+
+    One upsert on the ``active_key`` unique index decides between the three, atomically on both databases
+    (no read before the write, no retry on a race): webhook intake calls this on its hot path.
     """
-    key = active_key(location_id, kind, entity_id)
-    for _ in range(3):
-        existing = _active_job(session, key)
-        if existing is not None:
-            if existing.state == "running":
-                existing.rerun = True
-                existing.reason = reason
-            session.flush()
-            return existing.id
-        run_after = utcnow() + timedelta(seconds=delay)
-        job = SyncJob(
-            location_id=location_id,
-            kind=kind,
-            entity_id=entity_id,
-            active_key=key,
-            state="pending",
-            reason=reason,
-            run_after=run_after,
-        )
-        try:
-            with session.begin_nested():
-                session.add(job)
-                session.flush()
-        except IntegrityError:
-            continue  # another transaction created it first: coalesce into theirs
-        _new_activity(session, job, reason)
-        dispatch_after_commit(session, job.id, run_after if delay > 0 else None)
-        return job.id
-    raise RuntimeError(f"could not enqueue {key}")
+    session.flush()  # the session's own pending changes first (e.g. a finished job giving up its key)
+    connection = session.connection()
+    now = utcnow()
+    run_after = now + timedelta(seconds=delay)
+    job = {
+        "location_id": location_id,
+        "kind": kind,
+        "entity_id": entity_id,
+        "active_key": active_key(location_id, kind, entity_id),
+        "state": "pending",
+        "reason": reason,
+        "attempts": 0,
+        "rerun": False,
+        "run_after": run_after,
+        "created_at": now,
+        "updated_at": now,
+    }
+    job_id, activity_id = connection.execute(_upsert_job(connection.dialect.name), job).one()
+    if activity_id is not None:  # an active job already existed: coalesced
+        _forget_loaded_job(session, job_id)
+        return int(job_id)
+    activity = {
+        "location_id": location_id,
+        "job_id": job_id,
+        "kind": kind,
+        "entity_id": entity_id,
+        "direction": DIRECTIONS.get(kind, "internal"),
+        "status": "pending",
+        "reason": reason,
+        "created_at": now,
+    }
+    activity_id = connection.execute(_INSERT_ACTIVITY, activity).scalar_one()
+    connection.execute(_LINK_ACTIVITY, {"job": job_id, "activity": activity_id})
+    dispatch_after_commit(session, int(job_id), run_after if delay > 0 else None)
+    return int(job_id)
 
 
-def _active_job(session: Session, key: str) -> SyncJob | None:
-    stmt = select(SyncJob).where(SyncJob.active_key == key)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return session.execute(stmt).scalar_one_or_none()
+# Enqueue's statements are built once (webhook intake runs them for every event).
+_JOBS = cast(Table, SyncJob.__table__)
+_INSERT_ACTIVITY = sa_insert(cast(Table, Activity.__table__)).returning(Activity.__table__.c.id)
+_LINK_ACTIVITY = update(_JOBS).where(_JOBS.c.id == bindparam("job")).values(activity_id=bindparam("activity"))
+
+
+@functools.cache
+def _upsert_job(dialect: str) -> Any:
+    """Insert a pending job, or coalesce into the entity's active one (flagging a running one to run again);
+    returns (id, activity_id): a NULL activity_id means the job is new."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(_JOBS)
+    running = _JOBS.c.state == "running"
+    return stmt.on_conflict_do_update(
+        index_elements=[_JOBS.c.active_key],
+        set_={
+            "rerun": case((running, True), else_=_JOBS.c.rerun),
+            "reason": case((running, stmt.excluded.reason), else_=_JOBS.c.reason),
+        },
+    ).returning(_JOBS.c.id, _JOBS.c.activity_id)
+
+
+def _forget_loaded_job(session: Session, job_id: int) -> None:
+    """A job row the upsert changed may be loaded in this session: its attributes are re-read on next use."""
+    loaded = session.identity_map.get(identity_key(SyncJob, job_id))
+    if loaded is not None:
+        session.expire(loaded)
 
 
 def claim(session: Session, job_id: int, owner: str, lease_seconds: float) -> SyncJob | None:
