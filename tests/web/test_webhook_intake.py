@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from qbconnect.clock import utcnow
@@ -81,6 +82,33 @@ def test_signed_invoice_webhook_is_stored_once_and_enqueued(
     with runtime.sessions() as session:
         job = session.execute(select(SyncJob)).scalar_one()
     assert (job.location_id, job.kind, job.entity_id) == ("loc-1", "invoice", "6578278e879ad2646715ba9c")
+
+
+def test_intake_of_a_queued_event_is_one_read_and_four_writes(
+    client: TestClient, runtime: Runtime, signer: CrmSigner
+) -> None:
+    """The hot path's storage cost: the location's status, the inbox row, the job upsert, its sync-log row and
+    the job's link to it; a redelivery is the read and one insert that stores nothing."""
+    _connect(runtime, "loc-count", "9131")
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        verb = statement.split(None, 1)[0].upper()
+        if verb in ("SELECT", "INSERT", "UPDATE", "DELETE"):  # transaction control left out
+            statements.append(verb)
+
+    body = _crm_body("InvoiceSent.json", "loc-count", "wh-count")
+    headers = signer.ghl_headers(body)
+    event.listen(Engine, "before_cursor_execute", count)  # the web app's own engine included
+    try:
+        assert client.post("/webhooks/crm", content=body, headers=headers).json()["status"] == "queued"
+        first = list(statements)
+        statements.clear()
+        assert client.post("/webhooks/crm", content=body, headers=headers).json()["status"] == "duplicate"
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+    assert first == ["SELECT", "INSERT", "INSERT", "INSERT", "UPDATE"]
+    assert statements == ["SELECT", "INSERT"]
 
 
 def test_forged_and_unsigned_crm_webhooks_are_refused_and_not_stored(

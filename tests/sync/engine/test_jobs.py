@@ -52,6 +52,26 @@ def test_event_during_a_run_leaves_exactly_one_more_pending_run(runtime: Runtime
     assert [(r.state, r.active_key is not None) for r in rows] == [("done", False), ("pending", True)]
 
 
+def test_enqueue_into_a_running_job_flags_it_in_the_same_session_and_leaves_a_pending_one_as_it_was(
+    runtime: Runtime,
+) -> None:
+    with runtime.sessions.begin() as session:
+        running_id = jobs.enqueue(session, "loc1", "probe", "inv-r", "InvoiceSent webhook")
+        pending_id = jobs.enqueue(session, "loc1", "probe", "inv-p", "InvoiceSent webhook")
+    with runtime.sessions.begin() as session:
+        running = jobs.claim(session, running_id, "w1", 60)
+        assert running is not None and running.rerun is False  # loaded in this session
+        assert jobs.enqueue(session, "loc1", "probe", "inv-r", "InvoicePaid webhook") == running_id
+        assert jobs.enqueue(session, "loc1", "probe", "inv-p", "InvoicePaid webhook") == pending_id
+        assert (running.rerun, running.reason) == (True, "InvoicePaid webhook")  # not a stale copy
+    with runtime.sessions() as session:
+        pending = session.get(SyncJob, pending_id)
+        assert pending is not None
+        assert (pending.state, pending.rerun, pending.reason) == ("pending", False, "InvoiceSent webhook")
+        activities = session.scalars(select(Activity.job_id).order_by(Activity.job_id)).all()
+    assert activities == [running_id, pending_id]  # one sync-log row per job, none for a coalesced ask
+
+
 def test_a_claimed_job_cannot_be_claimed_twice(runtime: Runtime) -> None:
     with runtime.sessions.begin() as session:
         job_id = jobs.enqueue(session, "loc1", "probe", "x", "test")
