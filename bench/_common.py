@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -13,15 +17,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
+from qbconnect.config import Settings
 from qbconnect.db.models import SyncJob
+from qbconnect.db.session import sqlite_file
 from qbconnect.sandbox.crm import CrmSandbox
+from qbconnect.sandbox.server import free_port
 from qbconnect.sandbox.stack import Stack, start_stack
 from qbconnect.sync.engine import jobs
+from qbconnect.worker import Queue
 
 RESULTS = Path(__file__).parent / "results"
-SECRET = "bench-secret-key-0123456789"
+SECRET = "bench-secret-key-0123456789abcdef-0123456789"  # serve refuses secrets under 32 characters
+ADMIN = "bench-admin-token-0123456789abcdef-0123456789"
 
 # What a call to each platform takes, as the benches use it: uniform in these ranges (seconds). A figure
 # measured against an emulator that answers at once, or without its limits, says nothing about production.
@@ -68,7 +79,7 @@ def bench_stack(**kwargs: Any) -> Iterator[Stack]:
             database_url=f"sqlite:///{tmp}/bench.db",
             queue_url=f"sqlite:///{tmp}/queue.db",
             secret_key=SECRET,
-            admin_token="bench-admin",
+            admin_token=ADMIN,
             **kwargs,
         )
         try:
@@ -76,6 +87,60 @@ def bench_stack(**kwargs: Any) -> Iterator[Stack]:
         finally:
             stack.stop()
             jobs.set_dispatcher(None)
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that gives a ``qbconnect`` process the same settings as ``settings``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("QBCONNECT_")}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is None:
+            continue
+        env[f"QBCONNECT_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
+    env.update(PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+@contextmanager
+def service_process(stack: Stack) -> Iterator[str]:
+    """The service as its own ``qbconnect serve`` process — web and in-process worker, the embedded default —
+    on the stack's database and queue, so that the platforms (the emulators, in this process) do not share its
+    interpreter, as in production. Both emulators deliver their webhooks to it; jobs the stack's own
+    (worker-less) service enqueues reach its worker through the queue. Yields its URL."""
+    database = sqlite_file(stack.settings.database_url)
+    workdir = Path(database).parent if database else Path(tempfile.gettempdir())
+    Queue(stack.runtime).install()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    output = (workdir / "service.log").open("wb")
+    command = [sys.executable, "-m", "qbconnect.cli", "serve", "--no-migrate", "--port", str(port)]
+    command += os.environ.get("BENCH_SERVE_ARGS", "").split()
+    proc = subprocess.Popen(command, env=service_env(stack.settings), stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: _answers(f"{url}/livez") or proc.poll() is not None, timeout=60, what="qbconnect serve")
+        if proc.poll() is not None:
+            raise RuntimeError(f"qbconnect serve exited: {(workdir / 'service.log').read_text()[-2000:]}")
+        stack.crm.webhook_url = f"{url}/webhooks/crm"
+        stack.qbo.webhook_url = f"{url}/webhooks/qbo"
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        output.close()
+        jobs.set_dispatcher(None)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def wait_until(check: Callable[[], bool], *, timeout: float = 300.0, every: float = 0.05, what: str = "") -> float:

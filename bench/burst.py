@@ -1,8 +1,11 @@
 """A burst of sent invoices for known customers: how soon all are in QuickBooks, what each cost, and how fast
 the service acknowledged the webhooks meanwhile.
 
-Runs the whole product on this machine (both emulators + the service with its in-process worker, SQLite, as
-``qbconnect serve``) against the emulators' limits with platform-like latency (``bench/_common.py``). A US
+Runs the whole product on this machine against the emulators' limits with platform-like latency
+(``bench/_common.py``): the service is its own ``qbconnect serve`` process (web and in-process worker, SQLite,
+the embedded default) and the emulators run in this one, as the platforms are elsewhere in production
+(``BENCH_BURST_LAYOUT=embedded``: the service in this process too, sharing one interpreter with both
+emulators). A US
 QuickBooks company with ``CUSTOMERS`` customers is connected; the contact import links each to a CRM contact,
 and one warm-up invoice makes the items known. Then ``N`` invoices are sent in the CRM and their
 ``InvoiceSent`` webhooks, signed by the CRM emulator, are posted to ``/webhooks/crm`` by ``CONCURRENCY``
@@ -16,6 +19,7 @@ p50/p99 and webhooks/s during the burst; 429 answers from either platform. Each 
     BENCH_BURST_INVOICES=50 BENCH_BURST_CONCURRENCY=10 python -m bench burst
     BENCH_WORKER_THREADS=8 python -m bench burst            # what the worker's thread count changes
     BENCH_PLATFORM_LATENCY=0 python -m bench burst          # emulators answering at once (not a figure)
+    BENCH_BURST_LAYOUT=embedded python -m bench burst       # service and emulators in one process
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from bench._common import (
     percentile,
     platform_options,
     ratio,
+    service_process,
     wait_idle,
     wait_until,
     write_results,
@@ -93,11 +98,18 @@ def main() -> dict[str, Any]:
     latency = os.environ.get("BENCH_PLATFORM_LATENCY", "1") != "0"
     threads = os.environ.get("BENCH_WORKER_THREADS")  # default: the product's QBCONNECT_WORKER_THREADS
     overrides = {"worker_threads": int(threads)} if threads else {}
+    layout = os.environ.get("BENCH_BURST_LAYOUT", "process")
     options = platform_options(latency=latency)
     started = time.monotonic()
-    with bench_stack(run_worker=True, settings_overrides=overrides, **options) as stack:
-        results = _run(stack, count, concurrency, customers, started)
+    embedded = layout == "embedded"
+    with bench_stack(run_worker=embedded, settings_overrides=overrides, **options) as stack:
+        if embedded:
+            results = _run(stack, stack.service_url, count, concurrency, customers, started)
+        else:
+            with service_process(stack) as service_url:
+                results = _run(stack, service_url, count, concurrency, customers, started)
     results["latency"] = latency_note(latency=latency)
+    results["layout"] = "service and emulators in one process" if embedded else "service in its own process"
     write_results("burst", results)
     _print(results)
     return results
@@ -128,7 +140,9 @@ def _invoices(stack: Stack, realm_id: str) -> int:
         return len(stack.qbo.company(realm_id).objects.get("Invoice", {}))
 
 
-def _run(stack: Stack, count: int, concurrency: int, customers: int, started: float) -> dict[str, Any]:
+def _run(
+    stack: Stack, service_url: str, count: int, concurrency: int, customers: int, started: float
+) -> dict[str, Any]:
     location_id, realm_id, contacts = _setup(stack, customers, started)
     before = _invoices(stack, realm_id)
     crm = stack.crm
@@ -144,7 +158,7 @@ def _run(stack: Stack, count: int, concurrency: int, customers: int, started: fl
     qbo_start, crm_start = len(stack.qbo.request_log), len(crm.request_log)
     throttled_start = len(stack.qbo.throttle_log)
     first_job = _last_job_id(stack)
-    url = f"{stack.service_url}/webhooks/crm"
+    url = f"{service_url}/webhooks/crm"
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as senders:
         senders.submit(_post_all, url, [], 1).result()  # start the child before the clock does
@@ -242,7 +256,7 @@ def _print(r: dict[str, Any]) -> None:
     limit = r["single_call_limit_s"]
     print(
         f"{r['invoices']} InvoiceSent webhooks, {r['concurrency']} senders, {r['customers']} known customers, "
-        f"{r['worker_threads']} worker threads; {r['latency']}"
+        f"{r['worker_threads']} worker threads; {r['latency']}; {r['layout']}"
     )
     print(f"{'measure':<34}{'figure':>12}{'limit':>12}{'ratio':>9}{'goal':>10}")
     rows = [

@@ -67,7 +67,7 @@ def test_serve_and_worker_refuse_a_short_secret_with_one_line_naming_it(
     env = _env(tmp_path, **values)
     env["PYTHONPATH"] = str(REPO / "src")
     try:
-        result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=20)
+        result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
         pytest.fail(f"{command} started with {short} of one character")
     assert result.returncode == 2

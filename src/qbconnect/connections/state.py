@@ -58,12 +58,12 @@ def _status(row: Row[str, str, str] | None) -> SyncStatus | None:
 
 def sync_status(session: Session, location_id: str) -> SyncStatus | None:
     """The location's :class:`SyncStatus`; None when the location is unknown."""
-    return _status(session.execute(_STATUS_OF_LOCATION, {"location": location_id}).first())
+    return _status(session.connection().execute(_STATUS_OF_LOCATION, {"location": location_id}).first())
 
 
 def sync_status_of_realm(session: Session, realm_id: str) -> SyncStatus | None:
     """The :class:`SyncStatus` of the location a QuickBooks company is actively connected to; None if none."""
-    return _status(session.execute(_STATUS_OF_REALM, {"realm": realm_id}).first())
+    return _status(session.connection().execute(_STATUS_OF_REALM, {"realm": realm_id}).first())
 
 
 # Built once: webhook intake asks one of these for every event.

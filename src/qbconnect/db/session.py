@@ -10,17 +10,27 @@ Every engine has bounded waits, chosen by who uses it (:class:`StorageTimeouts`)
 
 SQL parameters (parts of webhook bodies, tokens) never appear in error messages (``hide_parameters``);
 SQLite files are created readable by their owner only (0600).
+
+SQLite allows one writer per file. Between processes, SQLite's busy handler waits for the lock; it polls with
+growing sleeps, so under many concurrent writers a few of them starve (waits of a second and more were
+measured while most took a millisecond). Within one process — ``serve`` with its in-process worker is the
+embedded default — writers therefore queue on one :class:`threading.Lock` per database file before
+``BEGIN IMMEDIATE`` and are woken the moment the lock is free; the lock is released when the transaction's
+commit or rollback has finished. The wait is bounded by the same busy timeout.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -76,6 +86,52 @@ def sqlite_file(url: str) -> str | None:
     return database
 
 
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(path: str) -> threading.Lock:
+    """The process-wide writer lock of one SQLite database file (every engine on that file shares it)."""
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(os.path.realpath(path), threading.Lock())
+
+
+class _QueuedWriterConnection(sqlite3.Connection):
+    """A SQLite connection that gives its process's writer lock back once its transaction has ended."""
+
+    write_lock: threading.Lock | None = None
+    holds_write_lock = False
+
+    def take_write_lock(self, timeout: float) -> bool:
+        if self.write_lock is None or self.holds_write_lock:
+            return True
+        self.holds_write_lock = self.write_lock.acquire(timeout=timeout)
+        return self.holds_write_lock
+
+    def _give_back(self) -> None:
+        if self.holds_write_lock and self.write_lock is not None:
+            self.holds_write_lock = False
+            self.write_lock.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._give_back()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._give_back()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._give_back()
+
+
 def _pg_options(timeouts: StorageTimeouts) -> str:
     options = []
     if timeouts.pg_statement is not None:
@@ -93,7 +149,11 @@ def make_engine(url: str, timeouts: StorageTimeouts = WORKER) -> Engine:
         path = sqlite_file(url)
         if path is not None:
             create_private_file(path)
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": timeouts.sqlite_busy}
+        kwargs["connect_args"] = {
+            "check_same_thread": False,
+            "timeout": timeouts.sqlite_busy,
+            "factory": _QueuedWriterConnection,
+        }
     else:
         kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
         if backend == "postgresql":
@@ -105,11 +165,15 @@ def make_engine(url: str, timeouts: StorageTimeouts = WORKER) -> Engine:
     engine = create_engine(url, **kwargs)
     if backend == "sqlite":
         busy_ms = int(timeouts.sqlite_busy * 1000)
+        path = sqlite_file(url)
+        write_lock = _write_lock(path) if path is not None else None
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
             # Let SQLAlchemy issue BEGIN itself so "BEGIN IMMEDIATE" can take the write lock up front.
             dbapi_conn.isolation_level = None
+            if isinstance(dbapi_conn, _QueuedWriterConnection):
+                dbapi_conn.write_lock = write_lock
             cur = dbapi_conn.cursor()
             cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.execute("PRAGMA journal_mode=WAL")
@@ -119,6 +183,11 @@ def make_engine(url: str, timeouts: StorageTimeouts = WORKER) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
+            dbapi_conn = conn.connection.dbapi_connection
+            queued = isinstance(dbapi_conn, _QueuedWriterConnection)
+            if queued and not dbapi_conn.take_write_lock(timeouts.sqlite_busy):
+                locked = sqlite3.OperationalError("database is locked (waited for this process's writers)")
+                raise OperationalError("BEGIN IMMEDIATE", None, locked)
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
