@@ -117,7 +117,7 @@ def service_process(stack: Stack) -> Iterator[str]:
     output = (workdir / "service.log").open("wb")
     command = [sys.executable, "-m", "qbconnect.cli", "serve", "--no-migrate", "--port", str(port)]
     command += os.environ.get("BENCH_SERVE_ARGS", "").split()
-    proc = subprocess.Popen(command, env=service_env(stack.settings), stdout=output, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(command, env=service_env(stack.settings, QBCONNECT_LOG_JSON="true"), stdout=output, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: _answers(f"{url}/livez") or proc.poll() is not None, timeout=60, what="qbconnect serve")
         if proc.poll() is not None:
