@@ -45,7 +45,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
 from sqlalchemy import create_engine, select, text
 
 import qbconnect.sandbox.stack as stack_module
@@ -66,24 +65,6 @@ PLATFORM_LATENCY = 0.2
 QUIET_EVERY = 2.0  # seconds between the quiet location's invoices (below its fair share even with 1 worker)
 ADMIN = "bench-admin-token-0123456789abcdef-0123456"
 SECRET = "bench-scaleout-secret-key-0123456789abcdef"  # workers refuse secrets under 32 characters
-WORKER_SETTINGS = (
-    "database_url",
-    "queue_url",
-    "public_url",
-    "secret_key",
-    "admin_token",
-    "qbo_client_id",
-    "qbo_client_secret",
-    "qbo_api_base",
-    "qbo_auth_url",
-    "qbo_token_url",
-    "qbo_revoke_url",
-    "qbo_webhook_verifier_token",
-    "crm_api_base",
-    "crm_client_id",
-    "crm_client_secret",
-    "crm_auth_url",
-)
 
 
 class Latency:
@@ -172,14 +153,9 @@ class Site:
 
     # ---- worker processes ----
     def start_workers(self, count: int) -> None:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("QBCONNECT_")}
-        for name in WORKER_SETTINGS:
-            value = getattr(self.stack.settings, name)
-            if isinstance(value, SecretStr):
-                value = value.get_secret_value()
-            if value is not None:
-                env[f"QBCONNECT_{name.upper()}"] = str(value)
-        env.update(QBCONNECT_WORKER_THREADS=str(THREADS), QBCONNECT_LOG_JSON="true", PYTHONUNBUFFERED="1")
+        env = self.stack.process_env(
+            QBCONNECT_WORKER_THREADS=str(THREADS), QBCONNECT_LOG_JSON="true", PYTHONUNBUFFERED="1"
+        )
         for _ in range(count):
             log = open(self.workdir / f"worker-{time.time_ns()}.log", "wb")  # noqa: SIM115
             self.workers.append(

@@ -49,6 +49,21 @@ def test_logging_follows_a_replaced_stderr(capsys) -> None:
     assert "after.replace" in replaced.getvalue()
 
 
+def test_each_log_line_is_one_write_so_threads_never_share_a_line(monkeypatch) -> None:
+    configure_logging(json=True)
+    writes: list[str] = []
+
+    class Recorder(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+    monkeypatch.setattr("sys.stderr", Recorder())
+    structlog.get_logger("test").info("one.line", location_id="loc-3")
+    assert len(writes) == 1 and writes[0].endswith("}\n")
+    assert json.loads(writes[0])["event"] == "one.line"
+
+
 MARKER = "marker-jane@example.com"
 
 

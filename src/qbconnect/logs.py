@@ -107,10 +107,13 @@ def _safe_record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
 
 
 class _StderrLogger:
-    """Writes each line to whatever ``sys.stderr`` is at that moment (it may be replaced after start-up)."""
+    """Writes each line to whatever ``sys.stderr`` is at that moment (it may be replaced after start-up), in one
+    write: ``print`` writes the newline separately, so two threads' JSON objects could share a line."""
 
     def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        stream = sys.stderr
+        stream.write(message + "\n")
+        stream.flush()
 
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 

@@ -91,8 +91,13 @@ class PassClaims:
         self.storage = huey.storage
         self._seen: dict[str, int] = {}  # pass -> last interval number this process saw claimed
 
+    @staticmethod
+    def interval(every_seconds: float, wall: float) -> int:
+        """The number of the interval ``wall`` (seconds since the epoch) falls in."""
+        return int(wall // every_seconds)
+
     def claim(self, name: str, every_seconds: float, wall: float) -> bool:
-        number = int(wall // every_seconds)
+        number = self.interval(every_seconds, wall)
         if self._seen.get(name) == number:
             return False
         self._seen[name] = number
@@ -144,12 +149,15 @@ class Ticker(threading.Thread):
         ran: list[str] = []
         for hook in registry.PERIODIC:
             try:
-                if not self.claims.claim(hook.name, hook.every_seconds(self.runtime), wall):
+                every = hook.every_seconds(self.runtime)
+                if not self.claims.claim(hook.name, every, wall):
                     continue
             except Exception:
                 log.exception("ticker.claim_failed", hook=hook.name)
                 continue
             ran.append(hook.name)
+            # one line per pass run, fleet-wide: which process ran which interval (tests/scaleout/test_fleet.py)
+            log.info("ticker.periodic", hook=hook.name, interval=PassClaims.interval(every, wall), every_seconds=every)
             try:
                 with self.runtime.sessions.begin() as session:
                     hook.fn(self.runtime, session)

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from qbconnect.config import Settings
@@ -24,7 +23,7 @@ from qbconnect.sandbox.server import free_port
 from qbconnect.sync.engine import jobs
 from qbconnect.worker import Queue
 from tests.conftest import make_settings
-from tests.scaleout.processes import REPO, env_for, stop, wait_for
+from tests.support.processes import REPO, env_for, ready, stop, wait_for
 
 DEPLOY = REPO / "deploy"
 UNITS = DEPLOY / "systemd"
@@ -87,14 +86,6 @@ def _run_a_probe_job(settings: Settings) -> None:
         runtime.close()
 
 
-def _ready(port: int, proc: subprocess.Popen[bytes]) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        assert proc.poll() is None, "the web process exited"
-        return False
-
-
 def test_procfile_release_web_and_worker_start_and_stop(site: tuple[dict[str, str], Settings], tmp_path: Path) -> None:
     env, settings = site
     entries = procfile()
@@ -113,7 +104,7 @@ def test_procfile_release_web_and_worker_start_and_stop(site: tuple[dict[str, st
     web = _shell(entries["web"], {**env, "PORT": str(port)}, tmp_path, "web")
     worker = _shell(entries["worker"], env, tmp_path, "worker")
     try:
-        wait_for(lambda: _ready(port, web), "the web process is ready")
+        wait_for(lambda: ready(port, web), "the web process is ready")
         _run_a_probe_job(settings)
     finally:
         assert stop(worker, signal.SIGTERM) == 0

@@ -20,7 +20,7 @@ from qbconnect.runtime import Runtime
 from qbconnect.sandbox.server import free_port
 from qbconnect.sync.engine import jobs
 from qbconnect.worker import Queue
-from tests.scaleout.processes import env_for, start, stop, wait_for
+from tests.support.processes import env_for, start, stop, wait_for
 
 
 @pytest.fixture

@@ -164,7 +164,11 @@ class SyncJob(Base):
     """One pending/running unit of work per (location, kind, entity); history kept when finished."""
 
     __tablename__ = "sync_jobs"
-    __table_args__ = (Index("ix_sync_jobs_state_run_after", "state", "run_after"),)
+    __table_args__ = (
+        Index("ix_sync_jobs_state_run_after", "state", "run_after"),
+        # jobs.claim_next: the due pending job of one location (0009)
+        Index("ix_sync_jobs_state_location_run_after", "state", "location_id", "run_after"),
+    )
 
     id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     location_id: Mapped[str] = mapped_column(String(64), index=True)

@@ -6,11 +6,13 @@ Used by the end-to-end tests, the benchmarks and ``qbconnect demo``. Each piece 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from sqlalchemy import select, update
 
 from qbconnect.clock import utcnow
@@ -49,6 +51,21 @@ class Stack:
     @property
     def settings(self) -> Settings:
         return self.runtime.settings
+
+    def process_env(self, **extra: str) -> dict[str, str]:
+        """The environment of a ``qbconnect`` process (``serve``, ``worker``) joining this stack: this process's
+        environment without its ``QBCONNECT_*`` variables, every setting of the stack's service that differs
+        from its default as a ``QBCONNECT_*`` variable, then ``extra``."""
+        env = {key: value for key, value in os.environ.items() if not key.startswith("QBCONNECT_")}
+        for name, info in Settings.model_fields.items():
+            value = getattr(self.settings, name)
+            if value is None or value == info.get_default(call_default_factory=True):
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"QBCONNECT_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        env.update(extra)
+        return env
 
     def stop(self) -> None:
         for server in reversed(self.servers):

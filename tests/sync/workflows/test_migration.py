@@ -27,7 +27,7 @@ def test_0008_matches_the_models_and_downgrades(tmp_path: Path) -> None:
         mine = schema_diffs(engine, *TABLES)
         assert mine == []
         assert set(TABLES) <= set(inspect(engine).get_table_names())
-        command.downgrade(alembic_config(url), "-1")  # one step: whatever 0008 follows
+        command.downgrade(alembic_config(url), "0008-1")  # to whatever 0008 follows
         engine.dispose()
         assert not set(TABLES) & set(inspect(engine).get_table_names())
     finally:

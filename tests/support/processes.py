@@ -1,4 +1,4 @@
-"""Starting and stopping real ``qbconnect`` processes for the scale-out tests."""
+"""Starting and stopping real ``qbconnect`` processes (the scale-out, fleet and chaos tests)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 STRONG_SECRET = "scaleout-secret-key-0123456789abcdef-0123"
@@ -45,6 +47,15 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) ->
     while not condition():
         assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
         time.sleep(0.05)
+
+
+def ready(port: int, proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the web process ``proc`` answers ``/readyz`` on ``port`` with 200; it must not have exited."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        assert proc.poll() is None, f"the web process exited ({proc.returncode})"
+        return False
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
