@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from qbconnect.config import Settings
 from qbconnect.db.models import SyncJob
 from qbconnect.db.session import sqlite_file
 from qbconnect.sandbox.crm import CrmSandbox
@@ -89,20 +87,6 @@ def bench_stack(**kwargs: Any) -> Iterator[Stack]:
             jobs.set_dispatcher(None)
 
 
-def service_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment that gives a ``qbconnect`` process the same settings as ``settings``."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("QBCONNECT_")}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if value is None:
-            continue
-        env[f"QBCONNECT_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
-    env.update(PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
 @contextmanager
 def service_process(stack: Stack) -> Iterator[str]:
     """The service as its own ``qbconnect serve`` process — web and in-process worker, the embedded default —
@@ -117,7 +101,12 @@ def service_process(stack: Stack) -> Iterator[str]:
     output = (workdir / "service.log").open("wb")
     command = [sys.executable, "-m", "qbconnect.cli", "serve", "--no-migrate", "--port", str(port)]
     command += os.environ.get("BENCH_SERVE_ARGS", "").split()
-    proc = subprocess.Popen(command, env=service_env(stack.settings, QBCONNECT_LOG_JSON="true"), stdout=output, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        command,
+        env=stack.process_env(QBCONNECT_LOG_JSON="true", PYTHONUNBUFFERED="1"),
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_until(lambda: _answers(f"{url}/livez") or proc.poll() is not None, timeout=60, what="qbconnect serve")
         if proc.poll() is not None:
