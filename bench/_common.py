@@ -12,13 +12,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from qbconnect.db.models import SyncJob
 from qbconnect.db.session import sqlite_file
@@ -29,6 +30,8 @@ from qbconnect.sync.engine import jobs
 from qbconnect.worker import Queue
 
 RESULTS = Path(__file__).parent / "results"
+PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "bench-secret-key-0123456789abcdef-0123456789"  # serve refuses secrets under 32 characters
 ADMIN = "bench-admin-token-0123456789abcdef-0123456789"
 
@@ -69,13 +72,36 @@ def latency_note(*, latency: bool = True) -> str:
 
 
 @contextmanager
-def bench_stack(**kwargs: Any) -> Iterator[Stack]:
-    """Both emulators + the service (SQLite) in a temporary folder; jobs wait for ``drain`` unless run_worker."""
+def postgres_and_redis() -> Iterator[tuple[str, str]]:
+    """A new PostgreSQL database at ``BENCH_PG_ADMIN_URL`` and the Redis database at ``BENCH_REDIS_URL``
+    (emptied): yields their URLs; the database is dropped and Redis emptied afterwards."""
+    import redis
+
+    name = f"qbc_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", REDIS_URL
+    finally:
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        with admin.connect() as conn:
+            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@contextmanager
+def bench_stack(storage: tuple[str, str] | None = None, **kwargs: Any) -> Iterator[Stack]:
+    """Both emulators + the service in a temporary folder, on SQLite or on ``storage`` (database and queue
+    URLs, e.g. from :func:`postgres_and_redis`); jobs wait for ``drain`` unless run_worker."""
     with tempfile.TemporaryDirectory() as tmp:
         jobs.set_dispatcher(None)
+        database_url, queue_url = storage or (f"sqlite:///{tmp}/bench.db", f"sqlite:///{tmp}/queue.db")
         stack = start_stack(
-            database_url=f"sqlite:///{tmp}/bench.db",
-            queue_url=f"sqlite:///{tmp}/queue.db",
+            database_url=database_url,
+            queue_url=queue_url,
             secret_key=SECRET,
             admin_token=ADMIN,
             **kwargs,
@@ -88,41 +114,43 @@ def bench_stack(**kwargs: Any) -> Iterator[Stack]:
 
 
 @contextmanager
-def service_process(stack: Stack) -> Iterator[str]:
-    """The service as its own ``qbconnect serve`` process — web and in-process worker, the embedded default —
-    on the stack's database and queue, so that the platforms (the emulators, in this process) do not share its
-    interpreter, as in production. Both emulators deliver their webhooks to it; jobs the stack's own
-    (worker-less) service enqueues reach its worker through the queue. Yields its URL."""
+def service_process(stack: Stack, *, separate_worker: bool = False) -> Iterator[str]:
+    """The service in processes of its own, on the stack's database and queue, so that the platforms (the
+    emulators, in this process) do not share its interpreter, as in production: one ``qbconnect serve`` — web
+    and in-process worker, the embedded default — or, with ``separate_worker``, ``qbconnect serve --no-worker``
+    and one ``qbconnect worker`` (the scale-out layout). Both emulators deliver their webhooks to it; jobs the
+    stack's own (worker-less) service enqueues reach the worker through the queue. Yields its URL."""
     database = sqlite_file(stack.settings.database_url)
     workdir = Path(database).parent if database else Path(tempfile.gettempdir())
     Queue(stack.runtime).install()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    output = (workdir / "service.log").open("wb")
-    command = [sys.executable, "-m", "qbconnect.cli", "serve", "--no-migrate", "--port", str(port)]
-    command += os.environ.get("BENCH_SERVE_ARGS", "").split()
-    proc = subprocess.Popen(
-        command,
-        env=stack.process_env(QBCONNECT_LOG_JSON="true", PYTHONUNBUFFERED="1"),
-        stdout=output,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until(lambda: _answers(f"{url}/livez") or proc.poll() is not None, timeout=60, what="qbconnect serve")
-        if proc.poll() is not None:
-            raise RuntimeError(f"qbconnect serve exited: {(workdir / 'service.log').read_text()[-2000:]}")
+    serve = [sys.executable, "-m", "qbconnect.cli", "serve", "--no-migrate", "--port", str(port)]
+    commands = [serve + ["--no-worker"], [sys.executable, "-m", "qbconnect.cli", "worker", "--no-migrate"]]
+    env = stack.process_env(QBCONNECT_LOG_JSON="true", PYTHONUNBUFFERED="1")
+    with ExitStack() as scope:
+        procs = []
+        for n, command in enumerate(commands if separate_worker else [serve]):
+            output = scope.enter_context((workdir / f"service-{n}.log").open("wb"))
+            procs.append(subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT))
+            scope.callback(_stop, procs[-1])
+        wait_until(lambda: _answers(f"{url}/livez") or procs[0].poll() is not None, timeout=60, what="qbconnect serve")
+        if any(proc.poll() is not None for proc in procs):
+            logs = "".join(log.read_text()[-2000:] for log in workdir.glob("service-*.log"))
+            raise RuntimeError(f"a service process exited: {logs}")
         stack.crm.webhook_url = f"{url}/webhooks/crm"
         stack.qbo.webhook_url = f"{url}/webhooks/qbo"
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        output.close()
-        jobs.set_dispatcher(None)
+    jobs.set_dispatcher(None)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def _answers(url: str) -> bool:

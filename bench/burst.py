@@ -20,6 +20,8 @@ p50/p99 and webhooks/s during the burst; 429 answers from either platform. Each 
     BENCH_WORKER_THREADS=8 python -m bench burst            # what the worker's thread count changes
     BENCH_PLATFORM_LATENCY=0 python -m bench burst          # emulators answering at once (not a figure)
     BENCH_BURST_LAYOUT=embedded python -m bench burst       # service and emulators in one process
+    BENCH_BURST_LAYOUT=split python -m bench burst          # qbconnect serve --no-worker + qbconnect worker
+    BENCH_BURST_STORAGE=postgresql python -m bench burst    # on PostgreSQL + Redis (BENCH_PG_ADMIN_URL, BENCH_REDIS_URL)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,6 +46,7 @@ from bench._common import (
     median,
     percentile,
     platform_options,
+    postgres_and_redis,
     ratio,
     service_process,
     wait_idle,
@@ -99,17 +103,23 @@ def main() -> dict[str, Any]:
     threads = os.environ.get("BENCH_WORKER_THREADS")  # default: the product's QBCONNECT_WORKER_THREADS
     overrides = {"worker_threads": int(threads)} if threads else {}
     layout = os.environ.get("BENCH_BURST_LAYOUT", "process")
+    embedded, split = layout == "embedded", layout == "split"
+    postgres = os.environ.get("BENCH_BURST_STORAGE", "sqlite") == "postgresql"
     options = platform_options(latency=latency)
-    started = time.monotonic()
-    embedded = layout == "embedded"
-    with bench_stack(run_worker=embedded, settings_overrides=overrides, **options) as stack:
-        if embedded:
-            results = _run(stack, stack.service_url, count, concurrency, customers, started)
-        else:
-            with service_process(stack) as service_url:
-                results = _run(stack, service_url, count, concurrency, customers, started)
+    with ExitStack() as scope:
+        storage = scope.enter_context(postgres_and_redis()) if postgres else None
+        stack = scope.enter_context(bench_stack(storage, run_worker=embedded, settings_overrides=overrides, **options))
+        started = time.monotonic()
+        service = None if embedded else scope.enter_context(service_process(stack, separate_worker=split))
+        service_url = service or stack.service_url
+        results = _run(stack, service_url, count, concurrency, customers, started)
     results["latency"] = latency_note(latency=latency)
-    results["layout"] = "service and emulators in one process" if embedded else "service in its own process"
+    described = {
+        "embedded": "service and emulators in one process",
+        "split": "web process + worker process",
+        "process": "service in its own process (web + in-process worker)",
+    }[layout]
+    results["layout"] = f"{described}, {'PostgreSQL + Redis' if postgres else 'SQLite'}"
     write_results("burst", results)
     _print(results)
     return results

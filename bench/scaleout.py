@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,18 +44,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 import qbconnect.sandbox.stack as stack_module
-from bench._common import write_results
+from bench._common import postgres_and_redis, write_results
 from qbconnect.clock import utcnow
 from qbconnect.db.models import SyncJob
 from qbconnect.sandbox.stack import Stack, start_stack
 from qbconnect.sync.engine import jobs, routing
 from qbconnect.worker import Queue
 
-PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 LOCATIONS = int(os.environ.get("BENCH_SCALEOUT_LOCATIONS", "12"))
 BURST = int(os.environ.get("BENCH_SCALEOUT_BURST", "12"))  # events per noisy location per phase
 WORKER_COUNTS = [int(n) for n in os.environ.get("BENCH_SCALEOUT_WORKERS", "1,2,4").split(",")]
@@ -216,29 +213,10 @@ def _latency_on_emulators() -> Iterator[list[Latency]]:
 
 
 @contextmanager
-def _postgres_and_redis() -> Iterator[tuple[str, str]]:
-    import redis
-
-    name = f"qbc_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", REDIS_URL
-    finally:
-        redis.Redis.from_url(REDIS_URL).flushdb()
-        with admin.connect() as conn:
-            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-
-@contextmanager
 def _site() -> Iterator[Site]:
     with (
         tempfile.TemporaryDirectory() as tmp,
-        _postgres_and_redis() as (db_url, queue_url),
+        postgres_and_redis() as (db_url, queue_url),
         _latency_on_emulators() as latencies,
     ):
         jobs.set_dispatcher(None)
