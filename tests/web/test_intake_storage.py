@@ -8,9 +8,7 @@ meanwhile (so concurrent deliveries were answered one after the other)."""
 
 from __future__ import annotations
 
-import socket
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +26,7 @@ from qbconnect.sandbox.server import serve_in_thread
 from qbconnect.sync.engine import jobs
 from qbconnect.web.app import create_app
 from tests.conftest import TEST_ADMIN, make_settings
+from tests.support.databases import silent_postgres
 from tests.support.signing import CrmSigner, intuit_headers
 from tests.support.webhooks import VERIFIER, connect, counts, crm_invoice, qbo_entity, qbo_legacy
 
@@ -112,43 +111,10 @@ def test_held_sqlite_write_lock_webhooks_answer_429_and_503_promptly(sqlite_runt
     assert counts(sqlite_runtime)[0] == 10
 
 
-@contextmanager
-def _silent_postgres() -> Iterator[str]:
-    """A TCP listener that accepts connections and never says a word: a PostgreSQL that does not answer."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    port = listener.getsockname()[1]
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            held.append(conn)
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"postgresql+psycopg://qbconnect@127.0.0.1:{port}/qbconnect"
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        for conn in held:
-            conn.close()
-        listener.close()
-
-
 @pytest.mark.postgres
 def test_postgres_that_never_answers_webhooks_health_and_pages_answer_within_the_bound(tmp_path: Path) -> None:
     signer = CrmSigner.generate()
-    with _silent_postgres() as url:
+    with silent_postgres() as url:
         runtime = build_runtime(make_settings(url, f"sqlite:///{tmp_path / 'queue.db'}"))
         _configure(runtime, signer)
         try:
