@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
+from qbconnect.logs import configure_logging
 from qbconnect.runtime import Runtime, build_runtime
 from qbconnect.sandbox.server import serve_in_thread
 from qbconnect.sync.engine import jobs
@@ -132,7 +133,10 @@ def test_postgres_that_never_answers_webhooks_health_and_pages_answer_within_the
             runtime.close()
 
 
-def test_queue_hand_off_failing_after_commit_is_200_and_the_job_is_kept(runtime: Runtime) -> None:
+def test_queue_hand_off_failing_after_commit_is_200_and_the_job_is_kept(
+    runtime: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(json=True)
     signer = CrmSigner.generate()
     _configure(runtime, signer)
     connect(runtime, "loc-1", "9130")
@@ -149,3 +153,5 @@ def test_queue_hand_off_failing_after_commit_is_200_and_the_job_is_kept(runtime:
         answer = client.post("/webhooks/qbo", content=qbo, headers=intuit_headers(qbo, VERIFIER))
         assert answer.status_code == 200 and answer.json()["events"] == ["queued"]
     assert counts(runtime) == (2, 2)  # stored; the sweeper re-sends the lost hand-offs
+    failures = [line for line in capsys.readouterr().err.splitlines() if "intake.dispatch_failed" in line]
+    assert len(failures) == 2 and all("ConnectionError" in line for line in failures)  # and each one is logged
