@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -16,6 +17,9 @@ from typer.testing import CliRunner
 from qbconnect.cli import app
 from qbconnect.sandbox.server import free_port
 from tests.conftest import TEST_ADMIN
+from tests.support.databases import silent_postgres
+from tests.support.signing import CrmSigner, intuit_headers
+from tests.support.webhooks import VERIFIER, crm_invoice, qbo_entity, qbo_legacy
 
 REPO = Path(__file__).resolve().parents[1]
 # ``serve`` and ``worker`` refuse secrets shorter than 32 characters.
@@ -118,6 +122,99 @@ def test_serve_answers_healthz_with_its_in_process_worker(tmp_path: Path) -> Non
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def _serve_with_webhook_keys(
+    tmp_path: Path, database_url: str, signer: CrmSigner
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``qbconnect serve`` on ``database_url`` with webhook keys configured; its base URL once it listens."""
+    port = free_port()
+    env = _env(
+        tmp_path,
+        QBCONNECT_SECRET_KEY=STRONG_SECRET,
+        QBCONNECT_ADMIN_TOKEN=STRONG_ADMIN,
+        QBCONNECT_CRM_WEBHOOK_PUBLIC_KEY=signer.public_key_b64,
+        QBCONNECT_QBO_WEBHOOK_VERIFIER_TOKEN=VERIFIER,
+    )
+    env["QBCONNECT_DATABASE_URL"] = database_url
+    env["PYTHONPATH"] = str(REPO / "src")
+    with (tmp_path / "serve.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "qbconnect.cli", "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{base_url}/livez", timeout=2)
+            return proc, base_url
+        except httpx.TransportError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                output = (tmp_path / "serve.log").read_text(errors="replace")[-800:]
+                pytest.fail(f"serve did not start listening within 30 s: {output}")
+            time.sleep(0.2)
+
+
+def _timed_post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    start = time.monotonic()
+    status = httpx.post(url, content=body, headers=headers, timeout=10).status_code
+    assert time.monotonic() - start < 2.0, f"answered {status} after {time.monotonic() - start:.2f}s"
+    return status
+
+
+def _deliveries(base_url: str, signer: CrmSigner, event_id: str) -> tuple[int, int]:
+    crm = crm_invoice("loc-1", event_id)
+    qbo = qbo_legacy("9130", qbo_entity(event_id))
+    return (
+        _timed_post(f"{base_url}/webhooks/crm", crm, signer.ghl_headers(crm)),
+        _timed_post(f"{base_url}/webhooks/qbo", qbo, intuit_headers(qbo, VERIFIER)),
+    )
+
+
+@pytest.mark.postgres
+def test_serve_starts_and_answers_within_2s_while_postgresql_never_answers(tmp_path: Path) -> None:
+    """It used to wait for the start-up migrations, then exit with a traceback: nothing answered at all."""
+    signer = CrmSigner.generate()
+    with silent_postgres() as url:
+        proc, base_url = _serve_with_webhook_keys(tmp_path, url, signer)
+        try:
+            assert _deliveries(base_url, signer, "1") == (429, 503)
+            start = time.monotonic()
+            health = httpx.get(f"{base_url}/healthz", timeout=10)
+            assert time.monotonic() - start < 2.0
+            assert health.status_code == 503 and health.json()["problems"][0].startswith("database:")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def test_serve_started_on_a_locked_database_migrates_once_it_is_released(tmp_path: Path) -> None:
+    """A database that does not answer at start is no reason not to serve; its migrations come when it answers."""
+    signer = CrmSigner.generate()
+    database = tmp_path / "q.db"
+    database.touch(mode=0o600)  # not migrated yet
+    holder = sqlite3.connect(database, isolation_level=None, timeout=1)
+    holder.execute("BEGIN EXCLUSIVE")
+    proc = None
+    try:
+        proc, base_url = _serve_with_webhook_keys(tmp_path, f"sqlite:///{database}", signer)
+        assert _deliveries(base_url, signer, "1") == (429, 503)
+        holder.execute("ROLLBACK")
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{base_url}/readyz", timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "the migrations were not applied once the database answered"
+            time.sleep(0.5)
+        assert _deliveries(base_url, signer, "1") == (200, 200)
+    finally:
+        holder.close()
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 def test_sandbox_commands_serve_each_emulator(tmp_path: Path) -> None:

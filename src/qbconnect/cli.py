@@ -58,6 +58,77 @@ def _migrate_or_refuse(settings: Settings, no_migrate: bool) -> None:
         _fail(reason, 2)
 
 
+MIGRATE_RETRY_SECONDS = 5.0
+
+
+def _database_problem(database_url: str) -> str | None:
+    """None when the database answers within the web's storage timeouts; otherwise what went wrong.
+
+    A SQLite file that does not exist yet has nothing to wait for (the migrations create it)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from qbconnect.db.session import WEB, make_engine, ping, sqlite_file
+
+    path = sqlite_file(database_url)
+    if path is not None and not Path(path).exists():
+        return None
+    engine = make_engine(database_url, WEB)
+    try:
+        ping(engine)
+    except SQLAlchemyError as exc:
+        return type(getattr(exc, "orig", None) or exc).__name__
+    finally:
+        engine.dispose()
+    return None
+
+
+def _migrate_when_answering(database_url: str, retry_seconds: float = MIGRATE_RETRY_SECONDS) -> None:
+    """Apply pending migrations once the database answers (``serve`` started while it did not)."""
+    import time
+
+    import structlog
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from qbconnect.db.migrate import upgrade
+
+    log = structlog.get_logger("qbconnect.cli")
+    while True:
+        time.sleep(retry_seconds)
+        if _database_problem(database_url) is not None:
+            continue
+        try:
+            upgrade(database_url)
+        except SQLAlchemyError as exc:
+            log.warning("serve.migrations_failed", error=type(exc).__name__, retry_in=retry_seconds)
+            continue
+        log.info("serve.migrations_applied")
+        return
+
+
+def _prepare_database(settings: Settings, no_migrate: bool) -> None:
+    """Migrate (or check the schema) before serving. A database that does not answer at start is no reason
+    not to serve: webhooks are answered 429/503 and ``/healthz`` 503 until it does (the platforms retry),
+    and pending migrations are applied once it answers."""
+    import threading
+
+    import structlog
+
+    problem = _database_problem(settings.database_url)
+    if problem is None:
+        _migrate_or_refuse(settings, no_migrate)
+        return
+    migrate = settings.migrate_on_start and not no_migrate
+    structlog.get_logger("qbconnect.cli").warning(
+        "serve.database_not_answering",
+        error=problem,
+        then="migrations are applied once it answers" if migrate else "the schema is not checked (see /readyz)",
+    )
+    if migrate:
+        threading.Thread(
+            target=_migrate_when_answering, args=(settings.database_url,), name="qbconnect-migrate", daemon=True
+        ).start()
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -66,6 +137,9 @@ def serve(
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help=NO_MIGRATE_HELP)] = False,
 ) -> None:
     """The web service (webhooks, OAuth, settings pages, API), plus the job worker unless --no-worker.
+
+    Starts even when the database does not answer: webhooks get 429/503 until it does, and pending migrations
+    are applied then.
 
     SIGTERM: stops taking requests and jobs; running jobs get QBCONNECT_SHUTDOWN_GRACE_SECONDS to finish and
     the rest are handed back to the queue."""
@@ -78,7 +152,7 @@ def serve(
 
     settings = _settings(*SERVICE_REQUIRED, strong=True)
     configure_logging(json=settings.log_json)
-    _migrate_or_refuse(settings, no_migrate)
+    _prepare_database(settings, no_migrate)
     load_handlers()
     runtime = build_runtime(settings)
     queue = Queue(runtime)

@@ -1,5 +1,7 @@
 """Property-based fuzzing of both webhook parsers and routes with signed random bodies: never a 500 (the
-test client re-raises any server error), and a refused body stores nothing."""
+test client re-raises any server error), and a refused body stores nothing. Well-formed, fresh deliveries
+whose ids are any text reach storage: each event is stored or refused alone (422), never taken for
+"storage down" (429/503)."""
 
 from __future__ import annotations
 
@@ -114,6 +116,37 @@ def qbo_bodies(draw: st.DrawFn) -> bytes:
     return text.encode(draw(st.sampled_from(["utf-8", "utf-8", "utf-16"])), "surrogatepass")
 
 
+# Ids as a platform could sign them: any non-empty text, lone surrogates, NUL and over-long values included.
+ids = st.one_of(texts.filter(bool), st.sampled_from(["\ud800", "a\x00", "L" * 65, "W" * 129, "9" * 40]))
+
+
+@st.composite
+def fresh_crm_bodies(draw: st.DrawFn) -> bytes:
+    payload = {
+        "type": draw(st.sampled_from(["InvoiceSent", "InvoicePaid", "OrderCreate", "ContactUpdate"])),
+        "locationId": draw(st.one_of(st.just("loc-1"), ids)),
+        "webhookId": draw(ids),
+        "_id": draw(ids),
+        "timestamp": utcnow().isoformat(),
+    }
+    return json.dumps(payload).encode()
+
+
+@st.composite
+def qbo_batches_with_any_ids(draw: st.DrawFn) -> bytes:
+    entity = st.fixed_dictionaries(
+        {
+            "id": ids,
+            "operation": st.sampled_from(["Create", "Update", "Delete"]),
+            "name": st.one_of(st.sampled_from(["Customer", "Invoice", "Payment"]), ids),
+            "lastUpdated": st.just("2026-11-01T10:00:00Z"),
+        }
+    )
+    entities = draw(st.lists(entity, min_size=1, max_size=4))
+    notification = {"realmId": draw(st.one_of(st.just("9130"), ids)), "dataChangeEvent": {"entities": entities}}
+    return json.dumps({"eventNotifications": [notification]}).encode()
+
+
 @pytest.fixture
 def client(runtime: Runtime) -> Iterator[TestClient]:
     runtime.settings.crm_webhook_public_key = SIGNER.public_key_b64
@@ -166,3 +199,29 @@ def test_signed_random_intuit_bodies_never_500_and_refusals_store_nothing(
         outcomes = response.json()["events"]
         stored = sum(1 for outcome in outcomes if outcome not in ("refused", "duplicate"))
         assert counts(runtime)[0] == before[0] + stored
+
+
+@pytest.mark.postgres
+@FUZZ
+@given(body=fresh_crm_bodies())
+def test_signed_fresh_crm_events_with_any_ids_are_stored_or_refused_alone(
+    client: TestClient, runtime: Runtime, body: bytes
+) -> None:
+    before = counts(runtime)
+    response = client.post("/webhooks/crm", content=body, headers=SIGNER.ghl_headers(body))
+    assert response.status_code in (200, 422), response.text
+    stored = response.status_code == 200 and response.json()["status"] != "duplicate"
+    assert counts(runtime)[0] == before[0] + stored
+
+
+@pytest.mark.postgres
+@FUZZ
+@given(body=qbo_batches_with_any_ids())
+def test_signed_intuit_batches_with_any_ids_store_each_event_or_refuse_it_alone(
+    client: TestClient, runtime: Runtime, body: bytes
+) -> None:
+    before = counts(runtime)
+    response = client.post("/webhooks/qbo", content=body, headers=intuit_headers(body, VERIFIER))
+    assert response.status_code in (200, 422), response.text
+    outcomes = response.json()["events"] if response.status_code == 200 else []
+    assert counts(runtime)[0] == before[0] + sum(1 for outcome in outcomes if outcome not in ("refused", "duplicate"))

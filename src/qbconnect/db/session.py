@@ -21,6 +21,7 @@ commit or rollback has finished. The wait is bounded by the same busy timeout.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
@@ -40,12 +41,12 @@ class StorageTimeouts:
 
     sqlite_busy: float
     pool: float
-    pg_connect: int  # psycopg treats anything below 2 s as 2 s
+    pg_connect: float  # psycopg waits at least 2 s; below that the wait is cut short (:func:`_connect_within`)
     pg_statement: float | None
     pg_lock: float | None
 
 
-WEB = StorageTimeouts(sqlite_busy=1.5, pool=1.0, pg_connect=2, pg_statement=1.5, pg_lock=1.0)
+WEB = StorageTimeouts(sqlite_busy=1.5, pool=1.0, pg_connect=1.5, pg_statement=1.5, pg_lock=1.0)
 WORKER = StorageTimeouts(sqlite_busy=30.0, pool=30.0, pg_connect=10, pg_statement=120.0, pg_lock=30.0)
 MIGRATE = StorageTimeouts(sqlite_busy=30.0, pool=30.0, pg_connect=10, pg_statement=None, pg_lock=60.0)
 
@@ -141,6 +142,40 @@ def _pg_options(timeouts: StorageTimeouts) -> str:
     return " ".join(options)
 
 
+def _connect_within(dialect: Any, cargs: Any, cparams: Any, seconds: float) -> Any:
+    """Open a DBAPI connection, or raise the driver's OperationalError after ``seconds``.
+
+    psycopg never gives up on a connection in less than 2 s (libpq's floor for ``connect_timeout``), too
+    long for a page that must answer within 2 s when PostgreSQL accepts connections and never answers. The
+    attempt runs on its own thread; one that succeeds after we stopped waiting closes its connection."""
+    lock = threading.Lock()
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def attempt() -> None:
+        try:
+            conn = dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            outcome["error"] = exc
+        else:
+            with lock:
+                if outcome.get("abandoned"):
+                    conn.close()
+                    return
+                outcome["conn"] = conn
+        done.set()
+
+    threading.Thread(target=attempt, name="qbconnect-db-connect", daemon=True).start()
+    if not done.wait(seconds):
+        with lock:
+            if "conn" not in outcome and "error" not in outcome:
+                outcome["abandoned"] = True
+                raise dialect.loaded_dbapi.OperationalError(f"no connection to the database within {seconds}s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["conn"]
+
+
 def make_engine(url: str, timeouts: StorageTimeouts = WORKER) -> Engine:
     url = normalize_url(url)
     backend = make_url(url).get_backend_name()
@@ -157,12 +192,19 @@ def make_engine(url: str, timeouts: StorageTimeouts = WORKER) -> Engine:
     else:
         kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
         if backend == "postgresql":
-            connect_args: dict[str, Any] = {"connect_timeout": timeouts.pg_connect}
+            connect_args: dict[str, Any] = {"connect_timeout": max(2, math.ceil(timeouts.pg_connect))}
             options = _pg_options(timeouts)
             if options:
                 connect_args["options"] = options
             kwargs["connect_args"] = connect_args
     engine = create_engine(url, **kwargs)
+    if backend == "postgresql" and timeouts.pg_connect < 2:
+        limit = timeouts.pg_connect
+
+        @event.listens_for(engine, "do_connect")
+        def _bounded_connect(dialect: Any, _: Any, cargs: Any, cparams: Any) -> Any:
+            return _connect_within(dialect, cargs, cparams, limit)
+
     if backend == "sqlite":
         busy_ms = int(timeouts.sqlite_busy * 1000)
         path = sqlite_file(url)

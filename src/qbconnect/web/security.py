@@ -5,7 +5,8 @@
 - Every HTML response: a ``Content-Security-Policy`` allowing only our own scripts, styles and requests,
   and ``frame-ancestors`` limited to ``QBCONNECT_FRAME_ANCESTORS`` (the CRM's own origins by default: the
   settings page is meant to live inside HighLevel as a custom page).
-- ``/api/docs`` and ``/api/openapi.json`` need the admin (bearer token or admin session).
+- ``/api/docs`` and ``/api/openapi.json`` need the admin (bearer token or admin session): 401 without it (a
+  browser asking for the docs page is sent to the login page).
 
 A plain ASGI middleware (no body buffering): it only adds headers to ``http.response.start``.
 """
@@ -90,6 +91,14 @@ def openapi_document(request: Request, admin: Admin = Depends(require_api_admin)
     return JSONResponse(app.openapi())
 
 
+def require_docs_admin(request: Request) -> Admin:
+    """``/api/docs`` is under ``/api``: 401 without the admin, as every ``/api`` route; a browser (it asks for
+    HTML) is sent to the login page instead."""
+    if "text/html" in request.headers.get("accept", ""):
+        return require_page_admin(request)
+    return require_api_admin(request)
+
+
 @docs_router.get(DOCS_URL)
-def api_docs(request: Request, admin: Admin = Depends(require_page_admin)) -> HTMLResponse:
+def api_docs(request: Request, admin: Admin = Depends(require_docs_admin)) -> HTMLResponse:
     return get_swagger_ui_html(openapi_url=OPENAPI_URL, title="qbconnect API")
