@@ -126,7 +126,7 @@ def service_process(stack: Stack, *, separate_worker: bool = False) -> Iterator[
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     serve = [sys.executable, "-m", "qbconnect.cli", "serve", "--no-migrate", "--port", str(port)]
-    commands = [serve + ["--no-worker"], [sys.executable, "-m", "qbconnect.cli", "worker", "--no-migrate"]]
+    commands = [[*serve, "--no-worker"], [sys.executable, "-m", "qbconnect.cli", "worker", "--no-migrate"]]
     env = stack.process_env(QBCONNECT_LOG_JSON="true", PYTHONUNBUFFERED="1")
     with ExitStack() as scope:
         procs = []

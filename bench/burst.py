@@ -21,7 +21,7 @@ p50/p99 and webhooks/s during the burst; 429 answers from either platform. Each 
     BENCH_PLATFORM_LATENCY=0 python -m bench burst          # emulators answering at once (not a figure)
     BENCH_BURST_LAYOUT=embedded python -m bench burst       # service and emulators in one process
     BENCH_BURST_LAYOUT=split python -m bench burst          # qbconnect serve --no-worker + qbconnect worker
-    BENCH_BURST_STORAGE=postgresql python -m bench burst    # on PostgreSQL + Redis (BENCH_PG_ADMIN_URL, BENCH_REDIS_URL)
+    BENCH_BURST_STORAGE=postgresql python -m bench burst    # PostgreSQL + Redis (BENCH_PG_ADMIN_URL, BENCH_REDIS_URL)
 """
 
 from __future__ import annotations
