@@ -25,6 +25,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,11 +227,24 @@ def make_engine(url: str, timeouts: StorageTimeouts = WORKER) -> Engine:
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
             dbapi_conn = conn.connection.dbapi_connection
-            queued = isinstance(dbapi_conn, _QueuedWriterConnection)
-            if queued and not dbapi_conn.take_write_lock(timeouts.sqlite_busy):
+            if not isinstance(dbapi_conn, _QueuedWriterConnection):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            started = time.monotonic()
+            if not dbapi_conn.take_write_lock(timeouts.sqlite_busy):
                 locked = sqlite3.OperationalError("database is locked (waited for this process's writers)")
                 raise OperationalError("BEGIN IMMEDIATE", None, locked)
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # One bound for both waits: what is left of the busy timeout is all SQLite may wait for the file
+            # (held by another process), so a writer gives up within the busy timeout, never twice it.
+            left_ms = busy_ms - int((time.monotonic() - started) * 1000)
+            if left_ms >= busy_ms - 1:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            dbapi_conn.execute(f"PRAGMA busy_timeout={max(left_ms, 0)}")
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            finally:
+                dbapi_conn.execute(f"PRAGMA busy_timeout={busy_ms}")
 
     return engine
 
