@@ -23,7 +23,7 @@ import structlog
 from sqlalchemy import String, Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from qbconnect.clock import as_utc, utcnow
@@ -105,17 +105,6 @@ def check_qbo_event(event: QboEvent) -> None:
     )
 
 
-def _store(session: Session, row: InboxEvent) -> bool:
-    """Insert the inbox row; False when this event was already received (a redelivery)."""
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        return False
-    return True
-
-
 def _stale_uninstall(event: CrmEvent, location: Location) -> bool:
     """An uninstall dated before the location's latest install (a late or replayed delivery)."""
     installed_at = as_utc(location.installed_at)
@@ -186,32 +175,33 @@ def _insert_inbox(dialect: str) -> Any:
 
 
 def _intake_crm_lifecycle(session: Session, event: CrmEvent, body_text: str) -> str:
-    """INSTALL and UNINSTALL: rare, and they change the location itself."""
+    """INSTALL and UNINSTALL: rare, and they change the location itself (only when the event is new)."""
     location = session.get(Location, event.location_id) if event.location_id else None
-    row = InboxEvent(**_crm_row(event, body_text))
-    if not _store(session, row):
+    company_id = _installing_agency(session, event, location) if event.type in INSTALL_TYPES else None
+    if company_id is not None:
+        outcome = "agency_install"
+    elif event.type in UNINSTALL_TYPES:
+        stale = location is not None and _stale_uninstall(event, location)
+        outcome = "stale_uninstall" if stale else "uninstalled"
+    else:
+        outcome = "unknown_location" if location is None or location.crm_status == "uninstalled" else "ignored"
+    if not _insert(session, _crm_row(event, body_text), outcome):
         return "duplicate"
-    if event.type in INSTALL_TYPES and (agency := _agency_location_install(session, event, location)) is not None:
-        row.outcome = agency
-        return row.outcome
-    if event.type in UNINSTALL_TYPES:
-        if location is not None and _stale_uninstall(event, location):
-            log.warning("intake.crm.stale_uninstall", event_id=event.event_id, location_id=location.id)
-            row.outcome = "stale_uninstall"
-            return row.outcome
-        if location is not None:
-            connections_state.uninstall_location(session, location)
-        row.outcome = "uninstalled"
-        return row.outcome
-    row.outcome = "unknown_location" if location is None or location.crm_status == "uninstalled" else "ignored"
-    return row.outcome
+    if company_id is not None and event.location_id:
+        connections_service.install_agency_location(session, company_id, event.location_id)
+        log.info("intake.crm.agency_location_installed", location_id=event.location_id, company_id=company_id)
+    elif outcome == "stale_uninstall":
+        log.warning("intake.crm.stale_uninstall", event_id=event.event_id, location_id=event.location_id)
+    elif outcome == "uninstalled" and location is not None:
+        connections_state.uninstall_location(session, location)
+    return outcome
 
 
 # --- Agency installs -------------------------------------------------------------------------------
-def _agency_location_install(session: Session, event: CrmEvent, location: Location | None) -> str | None:
-    """INSTALL of a location under an agency that installed the app (a location added to a bulk install):
-    the location is installed, its token is minted from the company's on first use. None: not that case
-    (the event is handled as before)."""
+def _installing_agency(session: Session, event: CrmEvent, location: Location | None) -> str | None:
+    """The agency's company id when this INSTALL is of a location under an agency that installed the app
+    (a location added to a bulk install: the location is installed, its token minted from the company's on
+    first use). None: not that case (the event is handled as before)."""
     company_id = event.body.get("companyId")
     if not event.location_id or not isinstance(company_id, str) or not company_id:
         return None
@@ -220,9 +210,7 @@ def _agency_location_install(session: Session, event: CrmEvent, location: Locati
     company = session.get(CrmCompany, company_id)
     if company is None or company.status != "installed":
         return None
-    connections_service.install_agency_location(session, company_id, event.location_id)
-    log.info("intake.crm.agency_location_installed", location_id=event.location_id, company_id=company_id)
-    return "agency_install"
+    return company_id
 
 
 def intake_qbo(runtime: Runtime, events: list[QboEvent], body_text: str) -> Intake:
