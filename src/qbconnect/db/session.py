@@ -47,7 +47,7 @@ class StorageTimeouts:
     pg_lock: float | None
 
 
-WEB = StorageTimeouts(sqlite_busy=1.5, pool=1.0, pg_connect=1.5, pg_statement=1.5, pg_lock=1.0)
+WEB = StorageTimeouts(sqlite_busy=1.5, pool=1.0, pg_connect=1.0, pg_statement=1.5, pg_lock=1.0)
 WORKER = StorageTimeouts(sqlite_busy=30.0, pool=30.0, pg_connect=10, pg_statement=120.0, pg_lock=30.0)
 MIGRATE = StorageTimeouts(sqlite_busy=30.0, pool=30.0, pg_connect=10, pg_statement=None, pg_lock=60.0)
 
