@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 from qbconnect.errors import TransientError
 from qbconnect.qbo.client import QboClient, ReadBudgetExhausted
+from qbconnect.qbo.tokens import StaticTokenSource
 from qbconnect.ratelimit import QBO_BUDGET, QBO_CONCURRENCY, Gate, RateLimiter
 from qbconnect.sandbox.qbo import QboSandbox, create_app
 from qbconnect.sandbox.server import serve_in_thread
@@ -31,17 +32,6 @@ COMPANY = f"{API}/v3/company/{REALM}"
 THROTTLE = reference_dir("qbo", "examples", "faults", "throttle-exceeded-429.xml").read_bytes()
 
 
-class FixedToken:
-    def __init__(self, token: str = "tok") -> None:
-        self.token = token
-
-    def access_token(self) -> str:
-        return self.token
-
-    def force_refresh(self, rejected_token: str) -> str:
-        return self.token
-
-
 @pytest.fixture
 def router() -> Iterator[respx.MockRouter]:
     with respx.mock(base_url=COMPANY, assert_all_called=False) as mock:
@@ -52,7 +42,7 @@ def client_for(gate: Gate | None, sleeps: list[float] | None = None, **kwargs: A
     return QboClient(
         realm_id=REALM,
         api_base=API,
-        tokens=FixedToken(),
+        tokens=StaticTokenSource("tok"),
         http=httpx.Client(),
         gate=gate,
         sleep=(sleeps.append if sleeps is not None else (lambda _s: None)),
@@ -168,9 +158,9 @@ def test_a_429_pauses_the_whole_company_and_is_logged_as_a_pacing_fault(router: 
     with router_other:
         router_other.get("/item/1").respond(200, json={"Item": {"Id": "1"}})
         unrelated: list[float] = []
-        QboClient(realm_id="other", api_base=API, tokens=FixedToken(), gate=gate, sleep=unrelated.append).read(
-            "Item", "1"
-        )
+        QboClient(
+            realm_id="other", api_base=API, tokens=StaticTokenSource("tok"), gate=gate, sleep=unrelated.append
+        ).read("Item", "1")
     assert unrelated == []
 
 
@@ -268,7 +258,7 @@ def burst(*, gated: bool, threads: int = 20, each: int = 2) -> QboSandbox:
                 client = QboClient(
                     realm_id=realm_id,
                     api_base=server.base_url,
-                    tokens=FixedToken(token),
+                    tokens=StaticTokenSource(token),
                     http=http,
                     limiter=limiter,
                     gate=limiter.gate if gated else None,

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from qbconnect.crm.client import CrmClient
+from qbconnect.qbo.tokens import StaticTokenSource
 from qbconnect.ratelimit import RateLimiter
 from qbconnect.sandbox.crm import create_app
 from qbconnect.sandbox.crm.ratelimit import BurstLimiter
@@ -74,17 +75,6 @@ def test_latency_is_configurable() -> None:
 # ---- the product's pacing against it ------------------------------------------------------------------
 
 
-class StaticTokens:
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def access_token(self) -> str:
-        return self.token
-
-    def force_refresh(self, rejected_token: str) -> str:
-        return self.token
-
-
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     with fresh_redis_queue() as url:
@@ -94,7 +84,7 @@ def redis_url() -> Iterator[str]:
 def _pace(crm: Crm, redis_url: str, *, requests: int, threads_per_process: int) -> list[datetime]:
     """``requests`` GETs from 2 x ``threads_per_process`` threads; the emulator's times of those it answered."""
     server = serve_in_thread(create_app(crm.sandbox))
-    token = StaticTokens(crm.token["access_token"])
+    token = StaticTokenSource(crm.token["access_token"])
     remaining = [requests]
     lock = threading.Lock()
     contact = crm.sandbox.create_contact(LOCATION, email="paced@example.com")
