@@ -26,18 +26,18 @@ p50/p99 and webhooks/s during the burst; 429 answers from either platform. Each 
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
-import threading
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
 from sqlalchemy import select
 
 from bench._common import (
@@ -75,24 +75,66 @@ class Ack:
 
 
 def _post_all(url: str, deliveries: list[tuple[bytes, dict[str, str]]], concurrency: int) -> list[Ack]:
-    """Post every delivery, ``concurrency`` at a time, each sender with its own connection (run in a child)."""
-    local = threading.local()
+    """Post every delivery, ``concurrency`` at a time, each sender on its own kept-alive connection (run in a
+    child process).
 
-    def post(delivery: tuple[bytes, dict[str, str]]) -> Ack:
-        client = getattr(local, "client", None)
-        if client is None:
-            client = local.client = httpx.Client(timeout=30.0)
-        body, headers = delivery
-        began = time.monotonic()
+    The senders are plain HTTP/1.1 over asyncio streams rather than an HTTP library: they share these 2 cores
+    with the service, and HighLevel's senders cost the service nothing. Measured 2026-12-03 against a server
+    that answers every POST at once: ``httpx.Client`` in 20 threads reached 358 posts/s with p50 24 ms (the
+    client's own CPU and GIL), these senders 3,500/s with p50 2 ms."""
+    return asyncio.run(_send_all(url, deliveries, concurrency))
+
+
+async def _send_all(url: str, deliveries: list[tuple[bytes, dict[str, str]]], concurrency: int) -> list[Ack]:
+    target = urlsplit(url)
+    host, port, path = target.hostname or "127.0.0.1", target.port or 80, target.path or "/"
+    pending = list(enumerate(deliveries))
+    pending.reverse()
+    acks: list[Ack | None] = [None] * len(deliveries)
+
+    async def sender() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
         try:
-            status = client.post(url, content=body, headers={**headers, "content-type": "application/json"})
-            code = status.status_code
-        except httpx.HTTPError:
-            code = 0
-        return Ack(began=began, ms=(time.monotonic() - began) * 1000, status=code)
+            while pending:
+                index, (body, headers) = pending.pop()
+                head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+                request = (
+                    f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
+                    f"content-length: {len(body)}\r\n{head}\r\n"
+                ).encode() + body
+                began = time.monotonic()
+                try:
+                    writer.write(request)
+                    status = await _response_status(reader)
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    status = 0
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+                acks[index] = Ack(began=began, ms=(time.monotonic() - began) * 1000, status=status)
+        finally:
+            writer.close()
 
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        return list(pool.map(post, deliveries))
+    await asyncio.gather(*(sender() for _ in range(max(1, min(concurrency, len(deliveries))))))
+    return [a for a in acks if a is not None]
+
+
+async def _response_status(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 response (``Content-Length`` or chunked body) and return its status code."""
+    status = int((await reader.readline()).split()[1])
+    length, chunked = 0, False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+        elif name.strip().lower() == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
+    if not chunked:
+        await reader.readexactly(length)
+        return status
+    while size := int((await reader.readline()).split(b";")[0], 16):
+        await reader.readexactly(size + 2)
+    await reader.readline()
+    return status
 
 
 def main() -> dict[str, Any]:
