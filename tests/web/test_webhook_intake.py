@@ -168,7 +168,7 @@ def test_crm_storage_down_answers_429(client: TestClient, runtime: Runtime, sign
     def broken(*args: object, **kwargs: object) -> None:
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
-    monkeypatch.setattr("qbconnect.sync.engine.intake.intake_crm", broken)
+    monkeypatch.setattr("qbconnect.sync.engine.intake.intake_crm_many", broken)
     assert client.post("/webhooks/crm", content=body, headers=signer.ghl_headers(body)).status_code == 429
 
 

@@ -13,11 +13,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qbconnect.runtime import Runtime
 from qbconnect.web import api, auth, health, oauth, pages, security, sso, webhooks, workflows
+from qbconnect.web.intake_writer import IntakeWriter
 from qbconnect.web.limits import MAX_BODY_BYTES, BodySizeLimit
 from qbconnect.web.templating import STATIC_DIR
 from qbconnect.worker import Queue, Ticker, start_consumer
 
 log = structlog.get_logger(__name__)
+
+INTAKE_FLUSH_SECONDS = 5.0  # on stop: webhooks already answered 200 get their jobs handed to the queue
 
 
 def create_app(runtime: Runtime, *, queue: Queue | None = None, run_worker: bool = False) -> FastAPI:
@@ -36,6 +39,7 @@ def create_app(runtime: Runtime, *, queue: Queue | None = None, run_worker: bool
         try:
             yield
         finally:
+            app.state.intake_writer.flush(timeout=INTAKE_FLUSH_SECONDS)
             if ticker is not None:
                 ticker.stop()
             if consumer is not None:
@@ -45,6 +49,7 @@ def create_app(runtime: Runtime, *, queue: Queue | None = None, run_worker: bool
     app = FastAPI(title="qbconnect", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     # Requests run on an engine with short storage timeouts; the in-process worker keeps ``runtime``.
     app.state.runtime = runtime.web()
+    app.state.intake_writer = IntakeWriter(app.state.runtime)
     app.state.queue = queue
     app.include_router(health.router)
     app.include_router(webhooks.router)

@@ -4,7 +4,9 @@ parse, hand to intake (``sync/engine/intake.py``), answer.
 HighLevel retries only on 429, so when our storage cannot take the event the CRM endpoint answers 429;
 Intuit retries on anything but a 200 within 3 s, so the QBO endpoint answers 503. Either answer comes
 within :data:`INTAKE_DEADLINE_SECONDS` whatever storage does (locked, slow, not answering): intake runs
-on its own threads and is waited for only that long. 200 means stored. Unsigned or forged bodies get 401
+on its own threads and is waited for only that long (HighLevel deliveries through the app's
+:class:`~qbconnect.web.intake_writer.IntakeWriter`, which stores those arriving together in one transaction).
+200 means stored. Unsigned or forged bodies get 401
 and nothing is stored; signed bodies that are malformed, stale or hold values storage cannot hold get a
 4xx with the reason, and are kept only as a refusal count.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -58,6 +60,19 @@ async def _bounded(fn: Callable[..., T], *args: Any) -> T:
     future = loop.run_in_executor(_executor, functools.partial(fn, *args))
     try:
         return await asyncio.wait_for(future, INTAKE_DEADLINE_SECONDS)
+    except TimeoutError as exc:
+        raise StorageUnavailable(f"storage did not answer within {INTAKE_DEADLINE_SECONDS}s") from exc
+    except intake.UnstorableEvent:
+        raise
+    except Exception as exc:  # SQLAlchemyError, driver errors, anything else: not stored
+        raise StorageUnavailable(type(exc).__name__) from exc
+
+
+async def _stored(answer: Future[str]) -> str:
+    """Wait at most the intake deadline for a delivery handed to the intake writer; on timeout the writer
+    drops it if it has not started storing it."""
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(answer), INTAKE_DEADLINE_SECONDS)
     except TimeoutError as exc:
         raise StorageUnavailable(f"storage did not answer within {INTAKE_DEADLINE_SECONDS}s") from exc
     except intake.UnstorableEvent:
@@ -121,7 +136,7 @@ async def crm_webhook(request: Request) -> JSONResponse:
         await _refused(runtime, "crm", problem)
         return _answer(400, error=f"webhook timestamp is outside the replay window ({problem})")
     try:
-        result = await _bounded(intake.intake_crm, runtime, event, body.decode("utf-8"))
+        outcome = await _stored(request.app.state.intake_writer.submit(event, body.decode("utf-8")))
     except intake.UnstorableEvent as exc:
         log.warning("webhook.crm.refused", reason="unstorable", detail=str(exc), event_id=_id(event.event_id))
         await _refused(runtime, "crm", "unstorable")
@@ -129,7 +144,6 @@ async def crm_webhook(request: Request) -> JSONResponse:
     except StorageUnavailable as exc:
         log.error("webhook.crm.storage_unavailable", event_id=_id(event.event_id), error=str(exc))
         return _answer(429, error="temporarily unable to store the event; please retry")
-    outcome = result.outcomes[0]
     log.info(
         "webhook.crm",
         event_id=event.event_id,
@@ -137,7 +151,7 @@ async def crm_webhook(request: Request) -> JSONResponse:
         location_id=event.location_id,
         outcome=outcome,
     )
-    return _answer(200, background=_hand_off(result), status=outcome)
+    return _answer(200, status=outcome)
 
 
 @router.post("/webhooks/qbo")

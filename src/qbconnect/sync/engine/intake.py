@@ -1,7 +1,8 @@
 """Intake: a verified, parsed platform event becomes an inbox row and the sync jobs it asks for.
 
 The web route verifies the signature, parses the body and answers; everything that touches storage is
-here. One transaction per delivery; in an Intuit batch each event is stored under its own savepoint, so
+here. HighLevel deliveries that arrive together are stored in one transaction (:func:`intake_crm_many`, a
+group commit); in an Intuit batch each event is stored under its own savepoint, so
 an event storage cannot hold is refused alone and its siblings are still stored. An Intuit event rings the
 doorbell (:func:`routing.jobs_for_qbo_event`): one debounced change query per company, however many events
 a burst holds. The jobs' hand-off to the queue is returned to the caller, to be done after the answer (see
@@ -15,6 +16,7 @@ before any query: PostgreSQL would raise a DataError for them, which must not lo
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -23,12 +25,14 @@ import structlog
 from sqlalchemy import String, Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from qbconnect.clock import as_utc, utcnow
 from qbconnect.connections import service as connections_service
 from qbconnect.connections import state as connections_state
+from qbconnect.connections.state import SyncStatus
 from qbconnect.crm.events import CrmEvent
 from qbconnect.db.models import CrmCompany, InboxEvent, Location, WebhookRefusal, inbox_body_needed
 from qbconnect.qbo.webhooks import QboEvent
@@ -118,16 +122,80 @@ def intake_crm(runtime: Runtime, event: CrmEvent, body_text: str) -> Intake:
     """Store one HighLevel event (deduplicated by its id) and enqueue its jobs; one transaction."""
     check_crm_event(event)
     with runtime.sessions.begin() as session:
-        outcome = _intake_crm(session, event, body_text)
+        outcome = _intake_crm(session, event, body_text, {})
         dispatches = jobs.take_dispatches(session)
     return Intake(outcomes=[outcome], dispatches=dispatches)
 
 
-def _intake_crm(session: Session, event: CrmEvent, body_text: str) -> str:
+# Errors that say storage itself is locked, slow or down: the same for every event of a batch.
+STORAGE_ERRORS: tuple[type[Exception], ...] = (OperationalError, PoolTimeout, TimeoutError, OSError)
+
+
+@dataclass
+class BatchIntake:
+    """What :func:`intake_crm_many` did: per delivery its outcome or the exception that kept it out, and the
+    jobs still to hand to the queue (of the whole batch)."""
+
+    results: list[str | Exception]
+    dispatches: dict[int, datetime | None] = field(default_factory=dict)
+
+
+def intake_crm_many(runtime: Runtime, deliveries: Sequence[tuple[CrmEvent, str]]) -> BatchIntake:
+    """Store HighLevel events that arrived together in one transaction (a group commit): one BEGIN and
+    COMMIT, and one status read per location, for the whole batch.
+
+    Each event keeps its own result: one storage cannot hold is refused before any query
+    (:class:`UnstorableEvent`); when storage is locked or down (:data:`STORAGE_ERRORS`) every event gets that
+    error; when the shared transaction fails for any other reason, each event is stored again in a
+    transaction of its own, so that one event's failure stays its own."""
+    results: list[str | Exception] = []
+    storable: list[int] = []
+    for index, (event, _body) in enumerate(deliveries):
+        try:
+            check_crm_event(event)
+        except UnstorableEvent as exc:
+            results.append(exc)
+            continue
+        results.append("")
+        storable.append(index)
+    if not storable:
+        return BatchIntake(results)
+    try:
+        with runtime.sessions.begin() as session:
+            statuses: dict[str, SyncStatus | None] = {}
+            for index in storable:
+                results[index] = _intake_crm(session, *deliveries[index], statuses)
+            dispatches = jobs.take_dispatches(session)
+        return BatchIntake(results, dispatches)
+    except STORAGE_ERRORS as exc:
+        for index in storable:
+            results[index] = exc
+        return BatchIntake(results)
+    except Exception as exc:
+        if len(storable) == 1:
+            results[storable[0]] = exc
+            return BatchIntake(results)
+        log.warning("intake.crm.batch_retried_one_by_one", events=len(storable), error=type(exc).__name__)
+    batch = BatchIntake(results)
+    for index in storable:
+        try:
+            alone = intake_crm(runtime, *deliveries[index])
+        except Exception as exc:
+            results[index] = exc
+            continue
+        results[index] = alone.outcomes[0]
+        batch.dispatches.update(alone.dispatches)
+    return batch
+
+
+def _intake_crm(session: Session, event: CrmEvent, body_text: str, statuses: dict[str, SyncStatus | None]) -> str:
+    """One event in ``session``. ``statuses`` keeps the locations' status read earlier in the same
+    transaction (a lifecycle event, which changes a location, empties it)."""
     if event.type in INSTALL_TYPES or event.type in UNINSTALL_TYPES:
+        statuses.clear()
         return _intake_crm_lifecycle(session, event, body_text)
     # The hot path (every invoice, order and payment event): one read, then inserts only, no savepoint.
-    status = connections_state.sync_status(session, event.location_id) if event.location_id else None
+    status = _status_of(session, event.location_id, statuses)
     requests = routing.jobs_for_crm_event(event)
     if status is None or status.uninstalled:
         outcome = "unknown_location"
@@ -142,6 +210,14 @@ def _intake_crm(session: Session, event: CrmEvent, body_text: str) -> str:
         for req in requests:
             jobs.enqueue(session, status.location_id, req.kind, req.entity_id, req.reason)
     return outcome
+
+
+def _status_of(session: Session, location_id: str | None, statuses: dict[str, SyncStatus | None]) -> SyncStatus | None:
+    if not location_id:
+        return None
+    if location_id not in statuses:
+        statuses[location_id] = connections_state.sync_status(session, location_id)
+    return statuses[location_id]
 
 
 def _crm_row(event: CrmEvent, body_text: str) -> dict[str, str | None]:
