@@ -11,6 +11,7 @@ import pytest
 from qbconnect.sandbox.stack import Stack, start_stack
 from qbconnect.sync.engine import jobs
 from tests.conftest import TEST_ADMIN, TEST_SECRET
+from tests.support.databases import copy_sqlite_template
 
 
 @dataclass
@@ -22,8 +23,10 @@ class Connected:
 
 def build_stack(tmp_path: Path, **kwargs: object) -> Stack:
     jobs.set_dispatcher(None)
+    database = tmp_path / "qbconnect.db"
+    copy_sqlite_template(database)  # migrated already: the stack's own start-up upgrade finds it at head
     return start_stack(
-        database_url=f"sqlite:///{tmp_path / 'qbconnect.db'}",
+        database_url=f"sqlite:///{database}",
         queue_url=f"sqlite:///{tmp_path / 'queue.db'}",
         secret_key=TEST_SECRET,
         admin_token=TEST_ADMIN,
