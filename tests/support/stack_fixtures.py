@@ -34,11 +34,19 @@ def build_stack(tmp_path: Path, **kwargs: object) -> Stack:
     )
 
 
+def stop_stack(stack: Stack) -> None:
+    """``stack.stop()``, its three servers told to exit together first (each takes 0.1-0.2 s to wind down;
+    one after the other they added half a second to every test's teardown)."""
+    for server in stack.servers:
+        server.server.should_exit = True
+    stack.stop()
+
+
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     built = build_stack(tmp_path)
     yield built
-    built.stop()
+    stop_stack(built)
     jobs.set_dispatcher(None)
 
 
