@@ -14,7 +14,7 @@ $(UV): $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 install: $(UV)
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --compile-bytecode
 
 demo: install
 	$(VENV)/bin/qbconnect demo

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,6 +68,29 @@ def sqlite_runtime(tmp_path: Path) -> Iterator[Runtime]:
         yield rt
         jobs.set_dispatcher(None)
         rt.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_tls_context() -> Iterator[None]:
+    """Every httpx client the test process builds (each emulator's webhook and workflow clients, the service's,
+    the tests' own) loads certifi's CA bundle into a new TLS context: 50 to 100 ms each, hundreds of times a run,
+    and nothing in the suite speaks TLS. The default context (verify=True, no client certificate) is built once
+    and shared; SSLContext objects are made to be shared. Any other verify/cert goes to httpx as before."""
+    from httpx._transports import default
+
+    build = default.create_ssl_context
+    shared: list[ssl.SSLContext] = []
+
+    def create_ssl_context(verify: Any = True, cert: Any = None, trust_env: bool = True) -> ssl.SSLContext:
+        if verify is not True or cert is not None or not trust_env:
+            return build(verify=verify, cert=cert, trust_env=trust_env)
+        if not shared:
+            shared.append(build(verify=verify, cert=cert, trust_env=trust_env))
+        return shared[0]
+
+    default.create_ssl_context = create_ssl_context  # type: ignore[assignment]
+    yield
+    default.create_ssl_context = build
 
 
 @pytest.fixture(autouse=True, scope="session")

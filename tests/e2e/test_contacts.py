@@ -29,7 +29,7 @@ from qbconnect.sync.contacts.handler import (
 )
 from qbconnect.sync.engine import jobs
 from qbconnect.sync.links.customers import LINK_KIND
-from tests.support.stack_fixtures import Connected, build_stack, connected, stack  # noqa: F401
+from tests.support.stack_fixtures import Connected, build_stack, connected, stack, stop_stack  # noqa: F401
 
 # ---- helpers ---------------------------------------------------------------------------------------
 
@@ -117,7 +117,7 @@ def unthrottled(tmp_path: Path) -> Iterator[Connected]:
         built.drain()
         yield Connected(stack=built, location_id=location_id, realm_id=realm_id)
     finally:
-        built.stop()
+        stop_stack(built)
         jobs.set_dispatcher(None)
 
 

@@ -1,9 +1,17 @@
-"""Fresh databases for tests: a SQLite file, or a new PostgreSQL database at 127.0.0.1:5432 (real)."""
+"""Fresh databases for tests: a SQLite file, or a new PostgreSQL database at 127.0.0.1:5432 (real).
+
+Each test process runs the real migrations once per backend, into a template (a SQLite file in a temporary
+folder, a PostgreSQL database of its own); every fresh database is a copy of that template, so it is exactly
+what ``upgrade`` makes (schema and ``alembic_version`` at head) without running the migrations each time.
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -11,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from qbconnect.db.migrate import upgrade
 
@@ -39,23 +47,72 @@ def redis_available() -> bool:
         return False
 
 
+_templates: dict[str, str] = {}  # backend → this process's migrated template (SQLite file path, PostgreSQL name)
+_template_lock = threading.Lock()
+
+
+def sqlite_template() -> Path:
+    """A SQLite file migrated to head by this process, once (a temporary folder, removed when it exits)."""
+    with _template_lock:
+        if "sqlite" not in _templates:
+            folder = Path(tempfile.mkdtemp(prefix="qbc-template-"))
+            atexit.register(shutil.rmtree, folder, True)
+            path = folder / "template.db"
+            upgrade(f"sqlite:///{path}")
+            # Every connection of the migration is closed: nothing may wait in a -wal file beside it.
+            assert not path.with_name(path.name + "-wal").exists(), "the template's WAL was not checkpointed"
+            _templates["sqlite"] = str(path)
+        return Path(_templates["sqlite"])
+
+
+def copy_sqlite_template(path: Path) -> None:
+    """Make ``path`` a migrated SQLite database (a copy of the template); an existing file is migrated instead."""
+    if path.exists():
+        upgrade(f"sqlite:///{path}")
+    else:
+        shutil.copyfile(sqlite_template(), path)
+
+
+def _postgres_template(admin: Engine) -> str:
+    """A PostgreSQL database migrated to head by this process, once; dropped when the process exits."""
+    with _template_lock:
+        if "postgresql" not in _templates:
+            name = f"qbc_test_template_{uuid.uuid4().hex[:12]}"
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            atexit.register(_drop_postgres, name)
+            upgrade(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
+            _templates["postgresql"] = name
+        return _templates["postgresql"]
+
+
+def _drop_postgres(name: str) -> None:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    finally:
+        admin.dispose()
+
+
 @contextmanager
 def fresh_database(kind: str, tmp_path: Path) -> Iterator[str]:
     """Yield the URL of a new, migrated database of ``kind`` (sqlite|postgresql); dropped afterwards."""
     if kind == "sqlite":
-        url = f"sqlite:///{tmp_path / 'qbconnect.db'}"
-        upgrade(url)
-        yield url
+        path = tmp_path / "qbconnect.db"
+        copy_sqlite_template(path)
+        yield f"sqlite:///{path}"
         return
     if not postgres_available():
         pytest.fail("PostgreSQL at 127.0.0.1:5432 is not answering (.ci/run starts it)")
     name = f"qbc_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    template = _postgres_template(admin)
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     try:
-        upgrade(url)
         yield url
     finally:
         with admin.connect() as conn:

@@ -23,8 +23,9 @@ from tests.support.signing import CrmSigner, intuit_headers
 from tests.support.webhooks import VERIFIER, connect, counts, crm_invoice, qbo_entity, qbo_legacy, refusals
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def signer() -> CrmSigner:
+    """One key pair for the module: an RSA-2048 key takes 0.1-0.5 s to generate."""
     return CrmSigner.generate()
 
 

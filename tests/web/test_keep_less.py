@@ -23,8 +23,9 @@ VERIFIER = "intuit-verifier-token"
 PERSONAL = "jane.private@example.com"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def signer() -> CrmSigner:
+    """One key pair for the module: an RSA-2048 key takes 0.1-0.5 s to generate."""
     return CrmSigner.generate()
 
 

@@ -19,7 +19,7 @@ from qbconnect.db.models import Activity, Location
 from qbconnect.services.log_actions import WHO_MAX, actor
 from qbconnect.sync.engine import jobs
 from tests.conftest import TEST_ADMIN
-from tests.support.stack_fixtures import Connected, build_stack
+from tests.support.stack_fixtures import Connected, build_stack, stop_stack
 
 SECRET = "shared-secret-for-dismiss-tests"
 ADMIN = {"Authorization": f"Bearer {TEST_ADMIN}"}
@@ -35,7 +35,7 @@ def shop(tmp_path: Path) -> Iterator[Connected]:
     realm_id = stack.connect_quickbooks(location_id, name="Acme Plumbing LLC", country="US")
     stack.drain()
     yield Connected(stack=stack, location_id=location_id, realm_id=realm_id)
-    stack.stop()
+    stop_stack(stack)
     jobs.set_dispatcher(None)
 
 

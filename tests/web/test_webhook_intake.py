@@ -25,8 +25,9 @@ from tests.support.signing import CrmSigner, intuit_headers
 VERIFIER = "intuit-verifier-token"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def signer() -> CrmSigner:
+    """One key pair for the module: an RSA-2048 key takes 0.1-0.5 s to generate."""
     return CrmSigner.generate()
 
 

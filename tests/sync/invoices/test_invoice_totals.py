@@ -4,9 +4,11 @@ sync sends validates against Intuit's XSD."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -56,6 +58,15 @@ discount_st = st.one_of(
 )
 
 
+@pytest.fixture(scope="module")
+def crm() -> Iterator[CrmSandbox]:
+    """One CRM sandbox for the module (building one costs two TLS contexts, ~0.1 s each); every example
+    adds a location of its own to it, so no example sees another's contacts or invoices."""
+    sandbox = CrmSandbox()
+    yield sandbox
+    sandbox.close()
+
+
 def crm_items(items: list[dict[str, Any]], taxes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     result = []
     for item in items:
@@ -71,10 +82,11 @@ def crm_items(items: list[dict[str, Any]], taxes: list[dict[str, Any]]) -> list[
 @given(items=st.lists(item_st, min_size=1, max_size=4), discount=discount_st)
 def test_us_qbo_sandbox_total_equals_crm_total(
     harness: Harness,  # noqa: F811
+    crm: CrmSandbox,
     items: list[dict[str, Any]],
     discount: dict[str, Any] | None,
 ) -> None:
-    check_round_trip(harness, items, discount, us=True)
+    check_round_trip(harness, crm, items, discount, us=True)
 
 
 # Non-US: QuickBooks computes VAT itself, per rate over the summed (discount-prorated) lines, and ignores a
@@ -97,33 +109,37 @@ gb_item_st = st.fixed_dictionaries(
 @given(items=st.lists(gb_item_st, min_size=1, max_size=6), discount=discount_st)
 def test_gb_qbo_sandbox_total_equals_crm_total(
     harness: Harness,  # noqa: F811
+    crm: CrmSandbox,
     items: list[dict[str, Any]],
     discount: dict[str, Any] | None,
 ) -> None:
-    check_round_trip(harness, items, discount, us=False)
+    check_round_trip(harness, crm, items, discount, us=False)
 
 
-def test_gb_mixed_inclusive_lines_get_a_rounding_line(harness: Harness) -> None:  # noqa: F811
+def test_gb_mixed_inclusive_lines_get_a_rounding_line(harness: Harness, crm: CrmSandbox) -> None:  # noqa: F811
     # 1.35 gross at 20% holds round(1.125 x 20%) = 0.23 VAT, so it is booked at 1.12 net; QuickBooks taxes
     # 1.12 at 20% = 0.22 and would total 1.34: a +0.01 rounding line on the exempt code makes it 1.35
     items = [
         {"name": "Alpha", "qty": 1, "amount": Decimal("0.00"), "tax": 0, "inclusive": False, "productId": "p1"},
         {"name": "Alpha", "qty": 1, "amount": Decimal("1.35"), "tax": 0, "inclusive": True, "productId": "p1"},
     ]
-    created = check_round_trip(harness, items, None, us=False)
+    created = check_round_trip(harness, crm, items, None, us=False)
     [rounding] = rounding_lines(created)
     assert Decimal(str(rounding["Amount"])) == Decimal("0.01")
     assert Decimal(str(created["TxnTaxDetail"]["TotalTax"])) == Decimal("0.22")
 
 
-def test_gb_several_lines_at_one_rate_get_a_negative_rounding_line(harness: Harness) -> None:  # noqa: F811
+def test_gb_several_lines_at_one_rate_get_a_negative_rounding_line(
+    harness: Harness,  # noqa: F811
+    crm: CrmSandbox,
+) -> None:
     # three lines of 0.02 at 20%: the CRM rounds 0.004 VAT per line to 0.00; QuickBooks taxes 0.06 at 20%
     # = 0.01, so a -0.01 rounding line keeps the total at 0.06
     items = [
         {"name": n, "qty": 1, "amount": Decimal("0.02"), "tax": 0, "inclusive": False, "productId": "p1"}
         for n in ("Alpha", "Beta", "Gamma")
     ]
-    created = check_round_trip(harness, items, None, us=False)
+    created = check_round_trip(harness, crm, items, None, us=False)
     [rounding] = rounding_lines(created)
     assert Decimal(str(rounding["Amount"])) == Decimal("-0.01")
     assert rounding["SalesItemLineDetail"]["Qty"] == 1
@@ -141,6 +157,7 @@ def rounding_lines(invoice: dict[str, Any]) -> list[dict[str, Any]]:
 
 def check_round_trip(
     harness: Harness,  # noqa: F811
+    crm: CrmSandbox,
     items: list[dict[str, Any]],
     discount: dict[str, Any] | None,
     *,
@@ -148,7 +165,6 @@ def check_round_trip(
 ) -> dict[str, Any]:
     realm = harness.company() if us else harness.company(country="GB", home_currency="GBP")
     qbo = harness.qbo(realm)
-    crm = CrmSandbox()
     location = crm.add_location()
     contact = crm.create_contact(location, firstName="Ann", lastName="Lee", email="ann@example.com")
     raw = crm.create_invoice(

@@ -132,14 +132,27 @@ def test_a_worker_that_died_before_the_call_is_replaced_and_sends_once(connected
     assert sent(c) == 1 and delivery_state(c, delivery_id) == "sent"
 
 
-def test_refused_with_429_is_retried_until_sent_once(connected: Connected) -> None:  # noqa: F811
+def test_refused_with_429_is_retried_until_sent_once(connected: Connected, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     c = connected
+    # A HighLevel whose burst window is 0.2 s (not 10 s): each refusal still holds the location's budget for
+    # the advertised window and fills its log (the next request waits in the limiter), only not for 11 s.
+    c.stack.crm.limiter.window_seconds = 0.2
+    limiter = c.stack.runtime.limiter
+    penalize = limiter.penalize
+    penalties: list[float] = []
+
+    def recorded(budget: Any, key: str, seconds: float) -> None:
+        penalties.append(seconds)
+        penalize(budget, key, seconds)
+
+    monkeypatch.setattr(limiter, "penalize", recorded)
     delivery_id, job_id = record_payment_event(c)
     c.stack.crm.workflows.fail_next = [429] * 4  # more than the client's own retries
     assert run(c, job_id) == "retry"
     assert delivery_state(c, delivery_id) == "pending" and sent(c) == 0
     assert run(c, job_id) == "done"
     assert sent(c) == 1
+    assert penalties == [0.2] * 4  # every refusal held the budget for the window HighLevel advertised
 
 
 def test_a_5xx_answer_is_unconfirmed_and_not_repeated(connected: Connected) -> None:  # noqa: F811
