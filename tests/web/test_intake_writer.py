@@ -111,3 +111,17 @@ def test_a_failing_hand_off_leaves_the_answer_and_the_stored_job(runtime: Runtim
     assert writer.submit(*_invoice("wh-1", "inv-1")).result(10) == "queued"
     assert writer.flush(10)
     assert counts(runtime) == (1, 1)  # stored; the sweeper re-sends the lost hand-off
+
+
+def test_a_defect_after_the_answers_does_not_stop_the_writer(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    connect(runtime, "loc-w", "9301")
+
+    def broken_hand_off(dispatches: dict[int, datetime | None]) -> None:
+        raise RuntimeError("a defect in the hand-off")
+
+    monkeypatch.setattr(intake, "hand_off", broken_hand_off)
+    writer = IntakeWriter(runtime, writers=1)
+    assert writer.submit(*_invoice("wh-1", "inv-1")).result(10) == "queued"
+    assert writer.flush(10)
+    assert writer.submit(*_invoice("wh-2", "inv-2")).result(10) == "queued"
+    assert counts(runtime) == (2, 2)

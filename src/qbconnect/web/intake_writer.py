@@ -62,6 +62,7 @@ class IntakeWriter:
         with self._lock:
             self._unfinished += 1
             self._waiting.put(_Delivery(event, body_text, answer))
+            self._writers = [writer for writer in self._writers if writer.is_alive()]
             if len(self._writers) < self._max_writers:
                 writer = threading.Thread(target=self._run, name="qbconnect-intake-writer", daemon=True)
                 self._writers.append(writer)
@@ -86,12 +87,15 @@ class IntakeWriter:
             except queue.Empty:
                 with self._lock:
                     if self._waiting.empty():
-                        self._writers.remove(threading.current_thread())
+                        if threading.current_thread() in self._writers:
+                            self._writers.remove(threading.current_thread())
                         return
                 continue
             batch = self._batch(first)
             try:
                 self._store([d for d in batch if d.answer.set_running_or_notify_cancel()])
+            except Exception:  # a defect: logged, and the writer goes on with the next batch
+                log.exception("intake.writer_failed", events=len(batch))
             finally:
                 with self._lock:
                     self._unfinished -= len(batch)
