@@ -398,11 +398,18 @@ class LeaseLostError(RuntimeError):
 def finish(session: Session, job_id: int, owner: str, outcome: Finish) -> None:
     """Record the outcome in the caller's transaction; raises LeaseLostError if another worker took over.
 
-    Statements built once, no row loaded: the job's compare-and-set (which returns what the rest needs), its
-    sync-log row, the attempt, and, for a run that ended the record, its earlier open problems closed."""
+    Statements built once, no row loaded: the leased job read, its sync-log row, the attempt, for a run that
+    ended the record its earlier open problems closed, and last the job's own compare-and-set — so the job row,
+    which webhook intake may be coalescing into, stays locked only until the commit that follows it; that
+    statement returns whether a change arrived during the run (``rerun``), atomically with ending it."""
     session.flush()  # what the handler recorded first, as an ORM statement would
     connection = session.connection()
+    leased = connection.execute(_LEASED_JOB, {"p_job": job_id, "p_owner": owner}).first()
+    if leased is None:
+        raise LeaseLostError(f"job {job_id} is no longer leased by {owner}")
     now = utcnow()
+    if leased.activity_id is not None:
+        _record_outcome(session, leased.activity_id, leased.attempts, outcome, now)
     params = {"p_job": job_id, "p_owner": owner, "p_error": outcome.error, "p_category": outcome.error_category}
     if outcome.state == "retry":
         run_after = now + timedelta(seconds=outcome.retry_in)
@@ -412,8 +419,6 @@ def finish(session: Session, job_id: int, owner: str, outcome: Finish) -> None:
     if job is None:
         raise LeaseLostError(f"job {job_id} is no longer leased by {owner}")
     _forget_loaded_job(session, job_id)
-    if job.activity_id is not None:
-        _record_outcome(session, job.activity_id, job.attempts, outcome, now)
     if outcome.state == "retry":
         dispatch_after_commit(session, job_id, run_after)
     elif job.rerun:
@@ -464,9 +469,8 @@ def _record_outcome(session: Session, activity_id: int, attempts: int, outcome: 
 
 
 _LEASED = (_JOBS.c.id == bindparam("p_job"), _JOBS.c.lease_owner == bindparam("p_owner"), _JOBS.c.state == "running")
+_LEASED_JOB = select(_JOBS.c.activity_id, _JOBS.c.attempts).where(*_LEASED)
 _FINISHED = (
-    _JOBS.c.attempts,
-    _JOBS.c.activity_id,
     _JOBS.c.rerun,
     _JOBS.c.location_id,
     _JOBS.c.kind,
