@@ -22,8 +22,8 @@ from sqlalchemy.exc import OperationalError
 
 from qbconnect.clock import utcnow
 from qbconnect.connections import service
-from qbconnect.connections.state import is_syncing
-from qbconnect.connections.tokens import DbQboTokenSource
+from qbconnect.connections.state import is_syncing, uninstall_location
+from qbconnect.connections.tokens import DbCrmTokenSource, DbQboTokenSource, mark_qbo_needs_reconnect
 from qbconnect.db.models import Location, QboConnection
 from qbconnect.errors import AuthError
 from qbconnect.qbo import oauth as qbo_oauth
@@ -227,6 +227,68 @@ def test_invalid_grant_marks_needs_reconnect_and_pauses_sync(env: Env) -> None:
         source.access_token()
     assert again.value.code == "needs_reconnect"
     assert env.refreshes() == 1
+
+
+@pytest.mark.parametrize("change", ["disconnected", "needs_reconnect"])
+def test_a_source_that_handed_out_a_token_refuses_once_the_connection_is_gone(env: Env, change: str) -> None:
+    """Another process disconnects (or Intuit refused the grant): the very next call of a source that has
+    just handed out the token fails, without a call to Intuit. Nothing is remembered between calls."""
+    source = DbQboTokenSource(env.runtime, LOCATION)
+    assert source.access_token() == env.stored()[0]
+    with env.runtime.sessions.begin() as session:
+        conn = session.execute(select(QboConnection)).scalar_one()
+        if change == "disconnected":
+            service.disconnect_quickbooks(conn, reason="disconnected by the user")
+        else:
+            mark_qbo_needs_reconnect(conn, "invalid_grant")
+    with pytest.raises(AuthError) as refused:
+        source.access_token()
+    assert refused.value.code == ("not_connected" if change == "disconnected" else "needs_reconnect")
+    assert env.refreshes() == 0
+
+
+def _crm_install(env: Env, *, expires_in: timedelta) -> str:
+    with env.runtime.sessions.begin() as session:
+        location = session.get(Location, LOCATION)
+        assert location is not None
+        location.crm_access_token = env.runtime.cipher.encrypt("crm-access-1")
+        location.crm_refresh_token = env.runtime.cipher.encrypt("crm-refresh-1")
+        location.crm_token_expires_at = utcnow() + expires_in
+    return "crm-access-1"
+
+
+@pytest.mark.parametrize("change", ["uninstalled", "needs_reconnect"])
+def test_crm_source_refuses_once_the_app_is_uninstalled_or_refused(env: Env, change: str) -> None:
+    token = _crm_install(env, expires_in=timedelta(hours=1))
+    source = DbCrmTokenSource(env.runtime, LOCATION)
+    assert source.access_token() == token
+    with env.runtime.sessions.begin() as session:
+        location = session.get(Location, LOCATION)
+        assert location is not None
+        if change == "uninstalled":
+            uninstall_location(session, location)
+        else:
+            location.crm_status = "needs_reconnect"
+    with pytest.raises(AuthError) as refused:
+        source.access_token()
+    assert refused.value.code == ("not_installed" if change == "uninstalled" else "needs_reconnect")
+
+
+def test_crm_source_sees_a_token_stored_by_another_process(env: Env) -> None:
+    _crm_install(env, expires_in=timedelta(hours=1))
+    source = DbCrmTokenSource(env.runtime, LOCATION)
+    assert source.access_token() == "crm-access-1"
+    with env.runtime.sessions.begin() as session:
+        location = session.get(Location, LOCATION)
+        assert location is not None
+        location.crm_access_token = env.runtime.cipher.encrypt("crm-access-2")
+    assert source.access_token() == "crm-access-2"
+
+
+def test_crm_source_without_a_token_and_no_agency_is_not_installed(env: Env) -> None:
+    with pytest.raises(AuthError) as refused:
+        DbCrmTokenSource(env.runtime, LOCATION).access_token()
+    assert refused.value.code == "not_installed"
 
 
 CHILD = r"""

@@ -17,6 +17,7 @@ in ``qbo_read_counts`` (month, realm, kind). From the month's total and ``QBCONN
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,13 +68,18 @@ def record_read(session: Session, realm_id: str, kind: str, *, now: datetime | N
     if kind not in METERED_READS:
         raise ValueError(f"not a metered read: {kind!r}")
     now = now or utcnow()
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(QboReadCount).values(month=month_of(now), realm_id=realm_id, kind=kind, reads=count, updated_at=now)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["month", "realm_id", "kind"],
-            set_={"reads": QboReadCount.reads + count, "updated_at": now},
-        )
+    row = {"month": month_of(now), "realm_id": realm_id, "kind": kind, "reads": count, "updated_at": now}
+    session.execute(_count_upsert(session.get_bind().dialect.name), row)
+
+
+@functools.cache
+def _count_upsert(dialect: str) -> Any:
+    """Built once per dialect (every metered read runs it): add the row's reads to the month's count."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(QboReadCount)
+    return stmt.on_conflict_do_update(
+        index_elements=["month", "realm_id", "kind"],
+        set_={"reads": QboReadCount.reads + stmt.excluded.reads, "updated_at": stmt.excluded.updated_at},
     )
 
 

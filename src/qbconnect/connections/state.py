@@ -32,11 +32,13 @@ def syncing_location_ids(session: Session) -> list[str]:
 
 
 def active_connection(session: Session, location_id: str) -> QboConnection | None:
-    return session.execute(
-        select(QboConnection).where(
-            QboConnection.location_id == location_id, QboConnection.active_realm_id.is_not(None)
-        )
-    ).scalar_one_or_none()
+    return session.execute(_ACTIVE_CONNECTION, {"location": location_id}).scalar_one_or_none()
+
+
+# Built once: most jobs start by reading their location's connection.
+_ACTIVE_CONNECTION = select(QboConnection).where(
+    QboConnection.location_id == bindparam("location"), QboConnection.active_realm_id.is_not(None)
+)
 
 
 @dataclass(frozen=True)

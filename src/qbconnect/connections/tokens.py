@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
@@ -48,14 +48,17 @@ class DbQboTokenSource:
         return connection
 
     def access_token(self) -> str:
-        cipher = self.runtime.cipher
-        with self.runtime.sessions() as session:
-            connection = self._select(session)
-            expires = connection.access_expires_at
-            if connection.access_token and expires and expires - REFRESH_MARGIN > self.clock():
-                return cipher.decrypt(connection.access_token)
-            version = connection.token_version
-        return self._refresh(seen_version=version, rejected=None)
+        # Every platform call asks: the few columns it needs in one statement built once, no ORM object.
+        with self.runtime.engine.connect() as db:
+            row = db.execute(_QBO_ACCESS, {"location": self.location_id}).first()
+        if row is None or row.active_realm_id is None:
+            raise AuthError("This location is not connected to QuickBooks", code="not_connected")
+        if row.status != "connected":
+            raise AuthError("The QuickBooks connection needs to be reconnected", code="needs_reconnect")
+        expires = row.access_expires_at
+        if row.access_token and expires and expires - REFRESH_MARGIN > self.clock():
+            return self.runtime.cipher.decrypt(row.access_token)
+        return self._refresh(seen_version=row.token_version, rejected=None)
 
     def force_refresh(self, rejected_token: str) -> str:
         return self._refresh(seen_version=None, rejected=rejected_token)
@@ -104,6 +107,19 @@ class DbQboTokenSource:
             return tokens.access_token
 
 
+# Built once: what ``access_token`` reads before every platform call.
+_QBO_ACCESS = select(
+    QboConnection.active_realm_id,
+    QboConnection.status,
+    QboConnection.access_token,
+    QboConnection.access_expires_at,
+    QboConnection.token_version,
+).where(QboConnection.location_id == bindparam("location"))
+_CRM_ACCESS = select(Location.crm_status, Location.crm_access_token, Location.crm_token_expires_at).where(
+    Location.id == bindparam("location")
+)
+
+
 def store_qbo_tokens(runtime: Runtime, connection: QboConnection, tokens: qbo_oauth.QboTokenSet) -> None:
     cipher = runtime.cipher
     connection.access_token = cipher.encrypt(tokens.access_token)
@@ -141,7 +157,18 @@ class DbCrmTokenSource:
         return location
 
     def access_token(self) -> str:
-        with self.runtime.sessions() as session:
+        # The common case in one statement built once (no ORM object): installed, with a token still valid.
+        with self.runtime.engine.connect() as db:
+            row = db.execute(_CRM_ACCESS, {"location": self.location_id}).first()
+        if row is None or row.crm_status == "uninstalled":
+            raise AuthError("The app is not installed in this CRM location", code="not_installed")
+        if row.crm_access_token is not None:
+            if row.crm_status == "needs_reconnect":
+                raise AuthError("The CRM refused the app's authorization; reinstall the app", code="needs_reconnect")
+            expires = row.crm_token_expires_at
+            if row.crm_access_token and expires and expires - REFRESH_MARGIN > self.clock():
+                return self.runtime.cipher.decrypt(row.crm_access_token)
+        with self.runtime.sessions() as session:  # no token yet (agency install), or near expiry
             location = self._select(session)
             expires = location.crm_token_expires_at
             if location.crm_access_token and expires and expires - REFRESH_MARGIN > self.clock():

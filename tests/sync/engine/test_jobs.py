@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 import tests.support.probe_handlers  # noqa: F401
 from qbconnect.clock import utcnow
-from qbconnect.db.models import Activity, SyncJob
+from qbconnect.db.models import Activity, ActivityAttempt, SyncJob
 from qbconnect.runtime import Runtime
 from qbconnect.sync.engine import jobs
 from qbconnect.sync.engine.runner import JobRunner
@@ -172,3 +173,98 @@ def test_sweep_resends_only_the_due_jobs_beyond_the_slots_waiting_in_the_queue(r
     assert sorted(dispatched) == sorted(requeued)
     with runtime.sessions.begin() as session:  # a slot for every due job: nothing re-sent
         assert jobs.sweep(session, now=later + timedelta(seconds=90), max_attempts=5, waiting_slots=5) == []
+
+
+def test_finish_records_the_outcome_on_the_sync_log_row_keeping_what_earlier_attempts_said(runtime: Runtime) -> None:
+    """The outcome is written without loading the row: what a run says is set, what it leaves out (ids,
+    summary, readable fields) keeps what an earlier attempt of the same job recorded."""
+    started = utcnow()
+    with runtime.sessions.begin() as session:
+        failed_id = jobs.enqueue(session, "loc1", "probe", "inv-9", "InvoiceSent webhook")
+    with runtime.sessions.begin() as session:
+        assert jobs.claim(session, failed_id, "w0", 60) is not None
+        jobs.finish(session, failed_id, "w0", jobs.Finish(state="failed", error="no", error_category="data"))
+    with runtime.sessions.begin() as session:
+        job_id = jobs.enqueue(session, "loc1", "probe", "inv-9", "InvoiceUpdate webhook")
+    with runtime.sessions.begin() as session:
+        leased = jobs.lease(session, job_id, "w1", 60)
+        assert leased is not None and (leased.id, leased.attempts, leased.entity_id) == (job_id, 1, "inv-9")
+        retry = jobs.Finish(
+            state="retry",
+            error="QuickBooks is busy",
+            error_category="transient",
+            retry_in=30,
+            crm_id="crm-9",
+            details={"label": "Invoice #9", "amount": Decimal("12.50")},
+            http_status=503,
+            attempt=jobs.AttemptRecord(started_at=started, duration_ms=7, request_summary="Invoice inv-9"),
+        )
+        jobs.finish(session, job_id, "w1", retry)
+    with runtime.sessions() as session:
+        job = session.get(SyncJob, job_id)
+        assert job is not None and job.activity_id is not None
+        assert (job.state, job.lease_owner, job.last_error, job.active_key is not None) == (
+            "pending",
+            None,
+            "QuickBooks is busy",
+            True,
+        )
+        assert job.run_after > utcnow() + timedelta(seconds=20)
+        row = session.get(Activity, job.activity_id)
+        assert row is not None
+        assert (row.status, row.attempts, row.crm_id, row.label, row.amount) == (
+            "retrying",
+            1,
+            "crm-9",
+            "Invoice #9",
+            Decimal("12.50"),
+        )
+    with runtime.sessions.begin() as session:
+        session.execute(update(SyncJob).where(SyncJob.id == job_id).values(run_after=utcnow()))
+    with runtime.sessions.begin() as session:
+        assert jobs.lease(session, job_id, "w2", 60) is not None
+        done = jobs.Finish(
+            state="done",
+            summary="Created QuickBooks invoice 19",
+            qbo_id="19",
+            attempt=jobs.AttemptRecord(started_at=started, duration_ms=5, request_summary="Invoice inv-9"),
+        )
+        jobs.finish(session, job_id, "w2", done)
+    with runtime.sessions() as session:
+        job = session.get(SyncJob, job_id)
+        assert job is not None and job.activity_id is not None
+        assert (job.state, job.active_key, job.finished_at is not None, job.last_error) == ("done", None, True, None)
+        row = session.get(Activity, job.activity_id)
+        assert row is not None
+        assert (row.status, row.attempts, row.crm_id, row.qbo_id, row.label, row.amount, row.error_message) == (
+            "done",
+            2,
+            "crm-9",  # kept from the first attempt
+            "19",
+            "Invoice #9",
+            Decimal("12.50"),
+            None,
+        )
+        assert row.summary == "Created QuickBooks invoice 19"
+        attempts = session.execute(
+            select(ActivityAttempt.attempt, ActivityAttempt.outcome, ActivityAttempt.http_status)
+            .where(ActivityAttempt.activity_id == row.id)
+            .order_by(ActivityAttempt.attempt)
+        ).all()
+        assert [tuple(a) for a in attempts] == [(1, "retry", 503), (2, "done", None)]
+        earlier = session.execute(select(Activity).where(Activity.job_id == failed_id)).scalar_one()
+        assert earlier.status == "failed" and earlier.resolved_at is not None  # the success closed it
+
+
+def test_finish_by_a_worker_that_lost_the_lease_changes_nothing(runtime: Runtime) -> None:
+    with runtime.sessions.begin() as session:
+        job_id = jobs.enqueue(session, "loc1", "probe", "inv-10", "InvoiceSent webhook")
+    with runtime.sessions.begin() as session:
+        assert jobs.lease(session, job_id, "w1", 60) is not None
+    with runtime.sessions.begin() as session, pytest.raises(jobs.LeaseLostError):
+        jobs.finish(session, job_id, "w2", jobs.Finish(state="done", summary="ok"))
+    with runtime.sessions() as session:
+        job = session.get(SyncJob, job_id)
+        assert job is not None and (job.state, job.lease_owner) == ("running", "w1")
+        row = session.get(Activity, job.activity_id)
+        assert row is not None and (row.status, row.summary) == ("running", None)

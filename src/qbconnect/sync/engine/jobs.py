@@ -160,31 +160,75 @@ def _forget_loaded_job(session: Session, job_id: int) -> None:
         session.expire(loaded)
 
 
-def claim(session: Session, job_id: int, owner: str, lease_seconds: float) -> SyncJob | None:
-    """Lease a due pending job for ``owner``. Returns None when it is not claimable (taken, not due, done)."""
+@dataclass(frozen=True)
+class Lease:
+    """A job just leased: what running it needs (the row itself is not loaded)."""
+
+    id: int
+    kind: str
+    location_id: str
+    entity_id: str
+    attempts: int
+    reason: str | None
+
+
+def lease(session: Session, job_id: int, owner: str, lease_seconds: float) -> Lease | None:
+    """Lease a due pending job for ``owner``: a compare-and-set that returns what running the job needs, and
+    its sync-log row marked running (two statements built once). None when it is not claimable (taken, not
+    due, done)."""
+    session.flush()  # the session's own pending changes first, as an ORM statement would
+    connection = session.connection()
     now = utcnow()
-    result = session.execute(
-        update(SyncJob)
-        .where(SyncJob.id == job_id, SyncJob.state == "pending", SyncJob.run_after <= now)
-        .values(
-            state="running",
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            attempts=SyncJob.attempts + 1,
-            rerun=False,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if getattr(result, "rowcount", 0) != 1:
+    params = {"p_job": job_id, "p_now": now, "p_owner": owner, "p_expires": now + timedelta(seconds=lease_seconds)}
+    row = connection.execute(_LEASE, params).first()
+    if row is None:
         return None
-    job = session.get(SyncJob, job_id, populate_existing=True)
-    if job is not None and job.activity_id is not None:
-        activity = session.get(Activity, job.activity_id)
-        if activity is not None:
-            activity.status = "running"
-            activity.attempts = job.attempts
-    return job
+    _forget_loaded_job(session, job_id)
+    if row.activity_id is not None:
+        connection.execute(_MARK_RUNNING, {"p_activity": row.activity_id, "p_attempts": row.attempts})
+        _forget_loaded(session, Activity, row.activity_id)
+    return Lease(row.id, row.kind, row.location_id, row.entity_id, row.attempts, row.reason)
+
+
+def claim(session: Session, job_id: int, owner: str, lease_seconds: float) -> SyncJob | None:
+    """:func:`lease`, returning the leased row loaded in ``session``. None when it is not claimable."""
+    leased = lease(session, job_id, owner, lease_seconds)
+    return None if leased is None else session.get(SyncJob, leased.id, populate_existing=True)
+
+
+def _forget_loaded(session: Session, model: type[Activity], row_id: int) -> None:
+    loaded = session.identity_map.get(identity_key(model, row_id))
+    if loaded is not None:
+        session.expire(loaded)
+
+
+_ACTIVITIES = cast(Table, Activity.__table__)
+_LEASE = (
+    update(_JOBS)
+    .where(_JOBS.c.id == bindparam("p_job"), _JOBS.c.state == "pending", _JOBS.c.run_after <= bindparam("p_now"))
+    .values(
+        state="running",
+        lease_owner=bindparam("p_owner"),
+        lease_expires_at=bindparam("p_expires"),
+        attempts=_JOBS.c.attempts + 1,
+        rerun=False,
+        updated_at=bindparam("p_now"),
+    )
+    .returning(
+        _JOBS.c.id,
+        _JOBS.c.kind,
+        _JOBS.c.location_id,
+        _JOBS.c.entity_id,
+        _JOBS.c.attempts,
+        _JOBS.c.reason,
+        _JOBS.c.activity_id,
+    )
+)
+_MARK_RUNNING = (
+    update(_ACTIVITIES)
+    .where(_ACTIVITIES.c.id == bindparam("p_activity"))
+    .values(status="running", attempts=bindparam("p_attempts"))
+)
 
 
 def fair_order(due: Iterable[str], running: Mapping[str, int], served: Mapping[str, float]) -> list[str]:
@@ -206,7 +250,7 @@ def claim_next(
     lease_seconds: float,
     *,
     served: Mapping[str, float] | None = None,
-) -> SyncJob | None:
+) -> Lease | None:
     """Lease the next due pending job, taking locations in :func:`fair_order`; None when nothing is due.
 
     Within a location, the job due first goes first. On PostgreSQL the pick is ``FOR UPDATE SKIP LOCKED``, so
@@ -217,48 +261,59 @@ def claim_next(
     locked may be held by an enqueue coalescing into it rather than by a claimer, and another transaction may
     have committed a due job meanwhile: so when no unlocked due job was found, a fresh look for any due job
     decides, and that job is taken with a compare-and-set that waits for whoever holds it.
+
+    Every statement is built once: this runs for every queue slot.
     """
-    session.connection()  # SQLite: BEGIN IMMEDIATE now, so "now" is read under the write lock
-    skip_locked = session.get_bind().dialect.name == "postgresql"
+    session.flush()
+    connection = session.connection()  # SQLite: BEGIN IMMEDIATE now, so "now" is read under the write lock
+    pick = _PICK_SKIP_LOCKED if connection.dialect.name == "postgresql" else _PICK
     for _ in range(CLAIM_ROUNDS):
         now = utcnow()
-        due_locations = list(
-            session.execute(
-                select(SyncJob.location_id).where(SyncJob.state == "pending", SyncJob.run_after <= now).distinct()
-            ).scalars()
-        )
+        # One statement: per location with active jobs, how many are due and how many running.
+        active = connection.execute(_ACTIVE_BY_LOCATION, {"p_now": now}).all()
+        due_locations = [location_id for location_id, due, _ in active if due]
         if not due_locations:
             return None
-        running = {
-            location_id: int(n)
-            for location_id, n in session.execute(
-                select(SyncJob.location_id, func.count())
-                .where(SyncJob.state == "running", SyncJob.location_id.in_(due_locations))
-                .group_by(SyncJob.location_id)
-            ).all()
-        }
+        running = {location_id: int(n) for location_id, due, n in active if due and n}
         for location_id in fair_order(due_locations, running, served or {}):
-            pick = (
-                select(SyncJob.id)
-                .where(SyncJob.state == "pending", SyncJob.location_id == location_id, SyncJob.run_after <= now)
-                .order_by(SyncJob.run_after, SyncJob.id)
-                .limit(1)
-            )
-            job_id = session.execute(pick.with_for_update(skip_locked=True) if skip_locked else pick).scalar()
-            if job_id is not None and (job := claim(session, job_id, owner(job_id), lease_seconds)) is not None:
+            job_id = connection.execute(pick, {"p_location": location_id, "p_now": now}).scalar()
+            if job_id is not None and (job := lease(session, job_id, owner(job_id), lease_seconds)) is not None:
                 return job
-        still_due = session.execute(
-            select(SyncJob.id)
-            .where(SyncJob.state == "pending", SyncJob.run_after <= utcnow())
-            .order_by(SyncJob.run_after, SyncJob.id)
-            .limit(1)
-        ).scalar()
+        still_due = connection.execute(_STILL_DUE, {"p_now": utcnow()}).scalar()
         if still_due is None:
             return None
-        job = claim(session, still_due, owner(still_due), lease_seconds)  # waits for a lock holder, re-checks
+        job = lease(session, still_due, owner(still_due), lease_seconds)  # waits for a lock holder, re-checks
         if job is not None:
             return job
     return None
+
+
+_ACTIVE_BY_LOCATION = (
+    select(
+        _JOBS.c.location_id,
+        func.count(case(((_JOBS.c.state == "pending") & (_JOBS.c.run_after <= bindparam("p_now")), 1))),
+        func.count(case((_JOBS.c.state == "running", 1))),
+    )
+    .where(_JOBS.c.state.in_(ACTIVE_STATES))
+    .group_by(_JOBS.c.location_id)
+)
+_PICK = (
+    select(_JOBS.c.id)
+    .where(
+        _JOBS.c.state == "pending",
+        _JOBS.c.location_id == bindparam("p_location"),
+        _JOBS.c.run_after <= bindparam("p_now"),
+    )
+    .order_by(_JOBS.c.run_after, _JOBS.c.id)
+    .limit(1)
+)
+_PICK_SKIP_LOCKED = _PICK.with_for_update(skip_locked=True)
+_STILL_DUE = (
+    select(_JOBS.c.id)
+    .where(_JOBS.c.state == "pending", _JOBS.c.run_after <= bindparam("p_now"))
+    .order_by(_JOBS.c.run_after, _JOBS.c.id)
+    .limit(1)
+)
 
 
 def hand_back(session: Session, owner_prefix: str) -> list[int]:
@@ -340,82 +395,162 @@ class LeaseLostError(RuntimeError):
     """The job's lease expired and was taken over: this run's writes must be discarded."""
 
 
-def finish(session: Session, job_id: int, owner: str, outcome: Finish) -> SyncJob:
-    """Record the outcome in the caller's transaction; raises LeaseLostError if another worker took over."""
-    job = session.execute(
-        select(SyncJob).where(SyncJob.id == job_id, SyncJob.lease_owner == owner, SyncJob.state == "running")
-    ).scalar_one_or_none()
-    if job is None:
+def finish(session: Session, job_id: int, owner: str, outcome: Finish) -> None:
+    """Record the outcome in the caller's transaction; raises LeaseLostError if another worker took over.
+
+    Statements built once, no row loaded: the leased job read, its sync-log row, the attempt, for a run that
+    ended the record its earlier open problems closed, and last the job's own compare-and-set — so the job row,
+    which webhook intake may be coalescing into, stays locked only until the commit that follows it; that
+    statement returns whether a change arrived during the run (``rerun``), atomically with ending it."""
+    session.flush()  # what the handler recorded first, as an ORM statement would
+    connection = session.connection()
+    leased = connection.execute(_LEASED_JOB, {"p_job": job_id, "p_owner": owner}).first()
+    if leased is None:
         raise LeaseLostError(f"job {job_id} is no longer leased by {owner}")
     now = utcnow()
-    activity = session.get(Activity, job.activity_id) if job.activity_id else None
-    if activity is not None:
-        activity.attempts = job.attempts
-        activity.crm_id = outcome.crm_id or activity.crm_id
-        activity.qbo_id = outcome.qbo_id or activity.qbo_id
-        if outcome.summary:
-            activity.summary = outcome.summary
-        activity.error_message = outcome.error
-        activity.error_category = outcome.error_category
-        activity.fault_code = outcome.fault_code
-        activity.intuit_tid = outcome.intuit_tid
-        activity.status = "retrying" if outcome.state == "retry" else outcome.state
-        for name in READABLE_FIELDS:
-            if outcome.details.get(name) is not None:
-                setattr(activity, name, outcome.details[name])
-        if outcome.attempt is not None:
-            session.add(
-                ActivityAttempt(
-                    activity_id=activity.id,
-                    attempt=job.attempts,
-                    started_at=outcome.attempt.started_at,
-                    duration_ms=outcome.attempt.duration_ms,
-                    request_summary=outcome.attempt.request_summary,
-                    outcome=outcome.state,
-                    http_status=outcome.http_status,
-                    fault_code=outcome.fault_code,
-                    intuit_tid=outcome.intuit_tid,
-                    message=outcome.error or outcome.summary,
-                )
-            )
-        if outcome.state in ("done", "failed"):
-            close_problems(session, activity, now)
-    job.lease_owner = None
-    job.lease_expires_at = None
-    job.last_error = outcome.error
-    job.error_category = outcome.error_category
+    if leased.activity_id is not None:
+        _record_outcome(session, leased.activity_id, leased.attempts, outcome, now)
+    params = {"p_job": job_id, "p_owner": owner, "p_error": outcome.error, "p_category": outcome.error_category}
     if outcome.state == "retry":
-        job.state = "pending"
-        job.run_after = now + timedelta(seconds=outcome.retry_in)
-        dispatch_after_commit(session, job.id, job.run_after)
-        return job
-    job.state = outcome.state
-    job.finished_at = now
-    job.active_key = None
-    if job.rerun:
+        run_after = now + timedelta(seconds=outcome.retry_in)
+        job = connection.execute(_FINISH_RETRY, {**params, "p_run_after": run_after}).first()
+    else:
+        job = connection.execute(_FINISH_END, {**params, "p_state": outcome.state, "p_now": now}).first()
+    if job is None:
+        raise LeaseLostError(f"job {job_id} is no longer leased by {owner}")
+    _forget_loaded_job(session, job_id)
+    if outcome.state == "retry":
+        dispatch_after_commit(session, job_id, run_after)
+    elif job.rerun:
         # Something changed while we ran: exactly one more run, as a new job (and a new sync-log row).
-        session.flush()
         enqueue(session, job.location_id, job.kind, job.entity_id, job.reason or "changed while syncing")
-    return job
+
+
+def _record_outcome(session: Session, activity_id: int, attempts: int, outcome: Finish, now: datetime) -> None:
+    """The run's outcome on its sync-log row (the row is not loaded), the attempt, and for a run that ended
+    the record its earlier open problems closed. Nothing when the row is gone (pruned)."""
+    connection = session.connection()
+    values: dict[str, Any] = {
+        "p_activity": activity_id,
+        "p_attempts": attempts,
+        "p_error_message": outcome.error,
+        "p_error_category": outcome.error_category,
+        "p_fault_code": outcome.fault_code,
+        "p_intuit_tid": outcome.intuit_tid,
+        "p_status": "retrying" if outcome.state == "retry" else outcome.state,
+        # kept as they were unless this run says otherwise
+        "p_crm_id": outcome.crm_id or None,
+        "p_qbo_id": outcome.qbo_id or None,
+        "p_summary": outcome.summary or None,
+        **{f"p_{name}": outcome.details.get(name) for name in READABLE_FIELDS},
+    }
+    record = connection.execute(_RECORD_OUTCOME, values).first()
+    _forget_loaded(session, Activity, activity_id)
+    if record is None:
+        return
+    if outcome.attempt is not None:
+        connection.execute(
+            _INSERT_ATTEMPT,
+            {
+                "activity_id": activity_id,
+                "attempt": attempts,
+                "started_at": outcome.attempt.started_at,
+                "duration_ms": outcome.attempt.duration_ms,
+                "request_summary": outcome.attempt.request_summary,
+                "outcome": outcome.state,
+                "http_status": outcome.http_status,
+                "fault_code": outcome.fault_code,
+                "intuit_tid": outcome.intuit_tid,
+                "message": outcome.error or outcome.summary,
+            },
+        )
+    if outcome.state in ("done", "failed"):
+        _close_problems(session, record.location_id, record.kind, record.entity_id, activity_id, now)
+
+
+_LEASED = (_JOBS.c.id == bindparam("p_job"), _JOBS.c.lease_owner == bindparam("p_owner"), _JOBS.c.state == "running")
+_LEASED_JOB = select(_JOBS.c.activity_id, _JOBS.c.attempts).where(*_LEASED)
+_FINISHED = (
+    _JOBS.c.rerun,
+    _JOBS.c.location_id,
+    _JOBS.c.kind,
+    _JOBS.c.entity_id,
+    _JOBS.c.reason,
+)
+_FINISH_RETRY = (
+    update(_JOBS)
+    .where(*_LEASED)
+    .values(
+        lease_owner=None,
+        lease_expires_at=None,
+        last_error=bindparam("p_error"),
+        error_category=bindparam("p_category"),
+        state="pending",
+        run_after=bindparam("p_run_after"),
+    )
+    .returning(*_FINISHED)
+)
+_FINISH_END = (
+    update(_JOBS)
+    .where(*_LEASED)
+    .values(
+        lease_owner=None,
+        lease_expires_at=None,
+        last_error=bindparam("p_error"),
+        error_category=bindparam("p_category"),
+        state=bindparam("p_state"),
+        finished_at=bindparam("p_now"),
+        active_key=None,
+    )
+    .returning(*_FINISHED)
+)
+_KEPT_UNLESS_GIVEN = ("crm_id", "qbo_id", "summary", *READABLE_FIELDS)
+_RECORD_OUTCOME = (
+    update(_ACTIVITIES)
+    .where(_ACTIVITIES.c.id == bindparam("p_activity"))
+    .values(
+        attempts=bindparam("p_attempts"),
+        error_message=bindparam("p_error_message"),
+        error_category=bindparam("p_error_category"),
+        fault_code=bindparam("p_fault_code"),
+        intuit_tid=bindparam("p_intuit_tid"),
+        status=bindparam("p_status"),
+        **{
+            name: func.coalesce(bindparam(f"p_{name}", type_=_ACTIVITIES.c[name].type), _ACTIVITIES.c[name])
+            for name in _KEPT_UNLESS_GIVEN
+        },
+    )
+    .returning(_ACTIVITIES.c.location_id, _ACTIVITIES.c.kind, _ACTIVITIES.c.entity_id)
+)
+_INSERT_ATTEMPT = sa_insert(cast(Table, ActivityAttempt.__table__))
 
 
 def close_problems(session: Session, activity: Activity, now: datetime) -> int:
     """A run of a record ended: its earlier failed rows are no longer open problems (a success closes them;
     a newer failure replaces them, so each record has one open problem at most)."""
-    result = session.execute(
-        update(Activity)
-        .where(
-            Activity.location_id == activity.location_id,
-            Activity.kind == activity.kind,
-            Activity.entity_id == activity.entity_id,
-            Activity.id != activity.id,
-            Activity.status.in_(("failed", "retried")),
-            Activity.resolved_at.is_(None),
-        )
-        .values(resolved_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    return _close_problems(session, activity.location_id, activity.kind, activity.entity_id, activity.id, now)
+
+
+def _close_problems(
+    session: Session, location_id: str, kind: str, entity_id: str, activity_id: int, now: datetime
+) -> int:
+    params = {"p_location": location_id, "p_kind": kind, "p_entity": entity_id, "p_activity": activity_id, "p_now": now}
+    result = session.connection().execute(_CLOSE_PROBLEMS, params)
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+_CLOSE_PROBLEMS = (
+    update(_ACTIVITIES)
+    .where(
+        _ACTIVITIES.c.location_id == bindparam("p_location"),
+        _ACTIVITIES.c.kind == bindparam("p_kind"),
+        _ACTIVITIES.c.entity_id == bindparam("p_entity"),
+        _ACTIVITIES.c.id != bindparam("p_activity"),
+        _ACTIVITIES.c.status.in_(("failed", "retried")),
+        _ACTIVITIES.c.resolved_at.is_(None),
+    )
+    .values(resolved_at=bindparam("p_now"))
+)
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:

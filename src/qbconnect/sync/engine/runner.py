@@ -20,7 +20,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
-from qbconnect.db.models import SyncJob
 from qbconnect.errors import ErrorCategory, SyncError
 from qbconnect.qbo.client import ReadBudgetExhausted
 from qbconnect.runtime import Runtime
@@ -54,7 +53,7 @@ class Claimed:
     owner: str
 
 
-def _claimed(job: SyncJob, owner: str) -> Claimed:
+def _claimed(job: jobs.Lease, owner: str) -> Claimed:
     return Claimed(job.id, job.kind, job.location_id, job.entity_id, job.attempts, job.reason, owner)
 
 
@@ -69,7 +68,7 @@ class JobRunner:
         """Run this job if it is due and free. Returns the state it ended in, or None if not claimed."""
         owner = lease_owner(job_id)
         with self.runtime.sessions.begin() as session:
-            job = jobs.claim(session, job_id, owner, self.runtime.settings.job_lease_seconds)
+            job = jobs.lease(session, job_id, owner, self.runtime.settings.job_lease_seconds)
             claimed = None if job is None else _claimed(job, owner)
         return None if claimed is None else self._execute(claimed)
 

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 from qbconnect.clock import utcnow
 from qbconnect.db.link_model import Link
 from qbconnect.sync.links.rows import chunks
+from qbconnect.sync.links.rows import find as find_row
 
 LINK_KIND = "customer"
 
@@ -141,9 +142,7 @@ def load_index(session: Session, location_id: str, qbo_ids: Iterable[str], email
 
 
 def _row_for_contact(session: Session, location_id: str, contact_id: str) -> Link | None:
-    return session.execute(
-        select(Link).where(Link.location_id == location_id, Link.kind == LINK_KIND, Link.crm_id == contact_id)
-    ).scalar_one_or_none()
+    return find_row(session, location_id, LINK_KIND, contact_id)
 
 
 def record_contact(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from qbconnect.db.link_model import Link
@@ -23,9 +23,13 @@ def chunks(values: Sequence[str]) -> Iterable[list[str]]:
 
 def find(session: Session, location_id: str, kind: str, crm_id: str) -> Link | None:
     """The row ``(location, kind, crm_id)`` (unique), if any."""
-    return session.execute(
-        select(Link).where(Link.location_id == location_id, Link.kind == kind, Link.crm_id == crm_id)
-    ).scalar_one_or_none()
+    return session.execute(_FIND, {"location": location_id, "kind": kind, "crm": crm_id}).scalar_one_or_none()
+
+
+# Built once: every job reads its link.
+_FIND = select(Link).where(
+    Link.location_id == bindparam("location"), Link.kind == bindparam("kind"), Link.crm_id == bindparam("crm")
+)
 
 
 def get(session: Session, row_id: int | None) -> Link | None:

@@ -14,7 +14,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from qbconnect.clock import utcnow
@@ -96,13 +96,8 @@ class Transition:
 
 def observe(session: Session, location_id: str, realm_id: str, seen: InvoiceSeen) -> Transition | None:
     """Store the observation. None when it is older than what is stored (nothing changed)."""
-    row = session.execute(
-        select(QboInvoiceBalance).where(
-            QboInvoiceBalance.location_id == location_id,
-            QboInvoiceBalance.realm_id == realm_id,
-            QboInvoiceBalance.invoice_id == seen.invoice_id,
-        )
-    ).scalar_one_or_none()
+    params = {"location": location_id, "realm": realm_id, "invoice": seen.invoice_id}
+    row = session.execute(_OBSERVED, params).scalar_one_or_none()
     before: str | None = None
     if row is None:
         row = QboInvoiceBalance(location_id=location_id, realm_id=realm_id, invoice_id=seen.invoice_id)
@@ -126,6 +121,14 @@ def observe(session: Session, location_id: str, realm_id: str, seen: InvoiceSeen
     row.updated_at = utcnow()
     session.flush()
     return Transition(before=before, after=seen.status, row=row)
+
+
+# Built once: every invoice write and change read observes its invoices.
+_OBSERVED = select(QboInvoiceBalance).where(
+    QboInvoiceBalance.location_id == bindparam("location"),
+    QboInvoiceBalance.realm_id == bindparam("realm"),
+    QboInvoiceBalance.invoice_id == bindparam("invoice"),
+)
 
 
 def days_overdue(due_date: str | None, today: date) -> int:
