@@ -1,5 +1,5 @@
 """Group commit of HighLevel deliveries (``intake.intake_crm_many``): one transaction for those arriving
-together, and still one result per event."""
+together, and still one result per event; an Intuit notification stored in one pass (``intake.intake_qbo``)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
+from qbconnect.clock import utcnow
 from qbconnect.crm.events import CrmEvent, parse_event
 from qbconnect.db.models import InboxEvent
+from qbconnect.qbo.webhooks import QboEvent, parse_events
 from qbconnect.runtime import Runtime
 from qbconnect.sync.engine import intake
-from tests.support.webhooks import connect, counts, crm_invoice
+from tests.support.webhooks import connect, counts, crm_invoice, qbo_entity, qbo_legacy
 
 
 def _invoice(location_id: str, webhook_id: str, invoice_id: str) -> tuple[CrmEvent, str]:
@@ -123,3 +125,42 @@ def test_storage_down_fails_every_event_of_the_batch_without_retrying_each(
     assert all(isinstance(r, OperationalError) for r in stored.results)
     assert calls == ["wh-0"]  # one attempt for the batch: storage that is down is not asked four more times
     assert counts(runtime) == (0, 0)
+
+
+# --- Intuit notifications: one transaction, one status read per company, one upsert per job ---------------
+def _intuit(realm_id: str, count: int, *, operation: str = "Update") -> list[QboEvent]:
+    changed = utcnow().isoformat()  # recent: the doorbell's change query (older changes are read by id)
+    entities = [{**qbo_entity(str(100 + n), operation=operation), "lastUpdated": changed} for n in range(count)]
+    return parse_events(qbo_legacy(realm_id, *entities))
+
+
+def test_an_intuit_batch_reads_its_company_once_and_asks_for_its_change_query_once(runtime: Runtime) -> None:
+    connect(runtime, "loc-a", "9201")
+    events = _intuit("9201", 40)
+    with _statements() as statements:
+        stored = intake.intake_qbo(runtime, events, "{}")
+    assert stored.outcomes == ["queued"] * 40 and stored.refusals == []
+    assert "SAVEPOINT" not in statements
+    assert statements.count("SELECT") == 1
+    # 40 inbox rows, then the doorbell's one job: its upsert, its sync-log row, the job's link to it.
+    assert statements.count("INSERT") == 40 + 2 and statements.count("UPDATE") == 1
+    assert counts(runtime) == (40, 1)
+    assert len(stored.dispatches) == 1
+
+
+def test_a_value_postgresql_refuses_leaves_out_only_its_event(
+    runtime: Runtime, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first defence (``check_qbo_event``) is switched off to reach the second: the batch is stored
+    again with a savepoint per event, and only the event PostgreSQL refuses is left out."""
+    if backend != "postgresql":
+        pytest.skip("SQLite stores a NUL character; only PostgreSQL refuses it")
+    connect(runtime, "loc-a", "9201")
+    monkeypatch.setattr(intake, "check_qbo_event", lambda event: None)
+    poison = parse_events(qbo_legacy("9201", {**qbo_entity("bad\x00id"), "lastUpdated": utcnow().isoformat()}))
+    events = [*poison, *_intuit("9201", 3)]
+    stored = intake.intake_qbo(runtime, events, "{}")
+    assert stored.outcomes == [intake.REFUSED, "queued", "queued", "queued"]
+    assert stored.refusals == ["a value storage cannot hold"]
+    assert counts(runtime) == (3, 1)  # the doorbell's job is there although the first event was refused
+    assert len(stored.dispatches) == 1

@@ -290,28 +290,87 @@ def _installing_agency(session: Session, event: CrmEvent, location: Location | N
 
 
 def intake_qbo(runtime: Runtime, events: list[QboEvent], body_text: str) -> Intake:
-    """Store a batch of Intuit events, each under its own savepoint: an event storage cannot hold is
-    refused (outcome ``refused``) and the others are still stored. One transaction for the batch."""
-    result = Intake(outcomes=[])
+    """Store a batch of Intuit events in one transaction: an event storage cannot hold is refused (outcome
+    ``refused``) and the others are still stored.
+
+    Intuit puts up to hundreds of events in one notification and wants the answer within 3 s, so the batch is
+    first stored without a savepoint per event, one status read per company and one job upsert per job it
+    asks for (the doorbell: every event of a company asks for the same change query). Only when that fails for
+    another reason than storage being down (a value PostgreSQL refuses) is it stored again with a savepoint
+    per event, so that the refused event is the only one left out."""
     debounce, now = runtime.settings.qbo_cdc_debounce_seconds, utcnow()
+    refusals: dict[int, str] = {}
+    for index, event in enumerate(events):
+        try:
+            check_qbo_event(event)
+        except UnstorableEvent as exc:
+            refusals[index] = str(exc)
+    try:
+        return _intake_qbo_batch(runtime, events, body_text, refusals, debounce=debounce, now=now, savepoints=False)
+    except STORAGE_ERRORS:
+        raise
+    except DataError as exc:
+        log.warning("intake.qbo.batch_stored_event_by_event", events=len(events), error=type(exc).__name__)
+    return _intake_qbo_batch(runtime, events, body_text, refusals, debounce=debounce, now=now, savepoints=True)
+
+
+def _intake_qbo_batch(
+    runtime: Runtime,
+    events: list[QboEvent],
+    body_text: str,
+    refusals: dict[int, str],
+    *,
+    debounce: float,
+    now: datetime,
+    savepoints: bool,
+) -> Intake:
+    result = Intake(outcomes=[])
+    refused = dict(refusals)
+    statuses: dict[str, SyncStatus | None] = {}
+    enqueued: set[tuple[str, str, str]] = set()
     with runtime.sessions.begin() as session:
-        for event in events:
-            try:
-                check_qbo_event(event)
-                with session.begin_nested():
-                    outcome = _intake_qbo_event(session, event, body_text, debounce=debounce, now=now)
-            except (UnstorableEvent, DataError) as exc:
-                reason = str(exc) if isinstance(exc, UnstorableEvent) else "a value storage cannot hold"
-                log.warning("intake.qbo.refused", event_id=_loggable(event.event_id), reason=reason)
-                result.refusals.append(reason)
+        for index, event in enumerate(events):
+            if index not in refused:
+                asked = set(enqueued)
+                try:
+                    if savepoints:
+                        with session.begin_nested():
+                            outcome = _intake_qbo_event(
+                                session, event, body_text, statuses, enqueued, debounce=debounce, now=now
+                            )
+                    else:
+                        outcome = _intake_qbo_event(
+                            session, event, body_text, statuses, enqueued, debounce=debounce, now=now
+                        )
+                except DataError:
+                    if not savepoints:
+                        raise
+                    refused[index] = "a value storage cannot hold"
+                    enqueued.intersection_update(asked)  # what the rolled-back savepoint asked for is undone
+            if index in refused:
+                log.warning("intake.qbo.refused", event_id=_loggable(event.event_id), reason=refused[index])
+                result.refusals.append(refused[index])
                 outcome = REFUSED
             result.outcomes.append(outcome)
         result.dispatches = jobs.take_dispatches(session)
     return result
 
 
-def _intake_qbo_event(session: Session, event: QboEvent, body_text: str, *, debounce: float, now: datetime) -> str:
-    status = connections_state.sync_status_of_realm(session, event.realm_id)
+def _intake_qbo_event(
+    session: Session,
+    event: QboEvent,
+    body_text: str,
+    statuses: dict[str, SyncStatus | None],
+    enqueued: set[tuple[str, str, str]],
+    *,
+    debounce: float,
+    now: datetime,
+) -> str:
+    """One Intuit event in ``session``. ``statuses`` keeps the companies' status read earlier in the batch;
+    ``enqueued`` the jobs the batch already asked for (asking again in the same transaction changes nothing)."""
+    if event.realm_id not in statuses:
+        statuses[event.realm_id] = connections_state.sync_status_of_realm(session, event.realm_id)
+    status = statuses[event.realm_id]
     if status is None:
         outcome = "unknown_location"
     elif not status.syncing:
@@ -339,6 +398,10 @@ def _intake_qbo_event(session: Session, event: QboEvent, body_text: str, *, debo
         return "duplicate"
     for req in requests:
         assert status is not None
+        key = (status.location_id, req.kind, req.entity_id)
+        if key in enqueued:
+            continue
+        enqueued.add(key)
         jobs.enqueue(session, status.location_id, req.kind, req.entity_id, req.reason, delay=req.delay)
     return outcome
 
