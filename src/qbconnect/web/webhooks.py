@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -57,9 +57,13 @@ async def _bounded(fn: Callable[..., T], *args: Any) -> T:
     On timeout the work is abandoned, not interrupted: its own storage timeouts end it soon after, and a
     late commit is harmless (a platform retry of that event is then answered "duplicate")."""
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(_executor, functools.partial(fn, *args))
+    return await _within_deadline(loop.run_in_executor(_executor, functools.partial(fn, *args)))
+
+
+async def _within_deadline(work: Awaitable[T]) -> T:
+    """Wait at most the intake deadline; anything but an unstorable event becomes :class:`StorageUnavailable`."""
     try:
-        return await asyncio.wait_for(future, INTAKE_DEADLINE_SECONDS)
+        return await asyncio.wait_for(work, INTAKE_DEADLINE_SECONDS)
     except TimeoutError as exc:
         raise StorageUnavailable(f"storage did not answer within {INTAKE_DEADLINE_SECONDS}s") from exc
     except intake.UnstorableEvent:
@@ -71,14 +75,7 @@ async def _bounded(fn: Callable[..., T], *args: Any) -> T:
 async def _stored(answer: Future[str]) -> str:
     """Wait at most the intake deadline for a delivery handed to the intake writer; on timeout the writer
     drops it if it has not started storing it."""
-    try:
-        return await asyncio.wait_for(asyncio.wrap_future(answer), INTAKE_DEADLINE_SECONDS)
-    except TimeoutError as exc:
-        raise StorageUnavailable(f"storage did not answer within {INTAKE_DEADLINE_SECONDS}s") from exc
-    except intake.UnstorableEvent:
-        raise
-    except Exception as exc:  # SQLAlchemyError, driver errors, anything else: not stored
-        raise StorageUnavailable(type(exc).__name__) from exc
+    return await _within_deadline(asyncio.wrap_future(answer))
 
 
 async def _read_body(request: Request) -> bytes | None:

@@ -477,14 +477,18 @@ _FINISHED = (
     _JOBS.c.entity_id,
     _JOBS.c.reason,
 )
+# What ending a run (a retry or an end) writes to the job row besides its new state.
+_RELEASED: dict[str, Any] = {
+    "lease_owner": None,
+    "lease_expires_at": None,
+    "last_error": bindparam("p_error"),
+    "error_category": bindparam("p_category"),
+}
 _FINISH_RETRY = (
     update(_JOBS)
     .where(*_LEASED)
     .values(
-        lease_owner=None,
-        lease_expires_at=None,
-        last_error=bindparam("p_error"),
-        error_category=bindparam("p_category"),
+        **_RELEASED,
         state="pending",
         run_after=bindparam("p_run_after"),
     )
@@ -494,10 +498,7 @@ _FINISH_END = (
     update(_JOBS)
     .where(*_LEASED)
     .values(
-        lease_owner=None,
-        lease_expires_at=None,
-        last_error=bindparam("p_error"),
-        error_category=bindparam("p_category"),
+        **_RELEASED,
         state=bindparam("p_state"),
         finished_at=bindparam("p_now"),
         active_key=None,
